@@ -1,0 +1,82 @@
+"""Hook specifications: the whole contract between the host and its plugins.
+
+Registration hooks are called on every plugin and return lists of component *classes*; discovery
+imports nothing heavy. Lifecycle hooks let loggers and trackers observe a suite without core changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .markers import hookspec
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def ttsadapt_register_backbones() -> list[type]:
+    """Return the :class:`ttsadapt.components.Backbone` subclasses this plugin provides.
+
+    Called once on every plugin at start-up. Each class needs a unique ``name``; a name registered
+    by two plugins is an error naming both.
+    """
+
+
+@hookspec
+def ttsadapt_register_methods() -> list[type]:
+    """Return the :class:`ttsadapt.components.Method` subclasses this plugin provides."""
+
+
+@hookspec
+def ttsadapt_register_metrics() -> list[type]:
+    """Return the :class:`ttsadapt.components.Metric` subclasses this plugin provides.
+
+    Each metric class declares ``outputs`` (the first is its headline, with ``higher_is_better``
+    and ``range``), ``needs_text``, ``needs_reference_audio``, ``needs_speaker_prompt`` and
+    ``sample_rate``.
+    """
+
+
+@hookspec
+def ttsadapt_register_filters() -> list[type]:
+    """Return the :class:`ttsadapt.components.DataFilter` subclasses this plugin provides."""
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@hookspec(historic=True)
+def ttsadapt_configure(config: dict[str, Any]) -> None:
+    """Called once after plugins are loaded, with the invocation's settings.
+
+    :param config: ``{"results": Path | None, "disabled": [...], "argv": [...]}``. Historic: a
+        plugin registered later still receives the call.
+    """
+
+
+@hookspec
+def ttsadapt_run_started(run: dict[str, Any]) -> None:
+    """Called before a run starts.
+
+    :param run: the resolved run config (``run_id``, ``suite``, ``backbone``, ``method``,
+        ``params``, ``data``, ``seed``, ``metrics``) and ``run_dir``.
+    """
+
+
+@hookspec
+def ttsadapt_run_finished(run: dict[str, Any], status: str, records: list[dict[str, Any]]) -> None:
+    """Called after a run's records are written.
+
+    :param run: as for :func:`ttsadapt_run_started`.
+    :param status: ``"ok"`` or ``"failed"``.
+    :param records: the metric records written for the run (empty when it failed).
+    """
+
+
+@hookspec
+def ttsadapt_leaderboard_written(suite: str, paths: dict[str, Any]) -> None:
+    """Called after a leaderboard is written.
+
+    :param suite: the suite name.
+    :param paths: ``{"md": Path, "csv": Path, "html": Path}``.
+    """

@@ -1,0 +1,109 @@
+"""The record store's on-disk format, and atomic file writes.
+
+Layout of a results folder (``--results``, default ``results/``)::
+
+    results/<suite>/
+        suite.toml                  copy of the suite that produced the runs (last run)
+        runs/<run_id>/
+            config.json             resolved run config (defaults filled in, component versions in)
+            run.log                 the run's own log
+            curves.jsonl            one row per logged step: {"step", "train_loss", "val_loss", ...}
+            checkpoints.json        [{"step", "path", "val_loss", "dev_score"}], "selected": {...}
+            audio/<item_id>.wav     the synthesised evaluation set
+            scores/<metric>.jsonl   per-utterance rows: {"item", "speaker", "language",
+                                    "values": {output: float}, "error": str | null}
+            records/<metric>.json   one record per run x metric (see RECORD_FIELDS)
+            adapter/                adapter weights (ttsadapt format) and upstream export
+            error.txt, traceback.txt  only for failed runs
+            run.json                the run's summary: status, provenance, timings, sizes
+            DONE                    written last; a run without it is unfinished and is redone
+        leaderboard.{md,csv,html}
+
+A record (``records/<metric>.json``) holds::
+
+    schema, suite, suite_version, run_id, backbone, backbone_version, backbone_params,
+    method, method_version, method_params, is_anchor, data_recipe (null for the anchor), seed,
+    metric, metric_version, metric_params,
+    outputs: {name: {"mean", "ci_low", "ci_high", "n", "higher_is_better", "range", "unit"}},
+    n_items, n_errors, errors: {reason: count},
+    trainable_params, total_params, adapter_bytes, status, provenance
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a killed
+process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DONE_MARKER = "DONE"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(
+        path, "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read JSON Lines, ignoring a torn last line (a writer killed mid-append)."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # the last non-empty line may be torn
+                break
+            raise
+    return rows
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
