@@ -1,0 +1,136 @@
+"""Training-step overhead of the shared loop against a bare PyTorch loop.
+
+Same tiny NeuTTS (Qwen2, 2 layers x 64) with the same LoRA, the same batches (4 clips, collated each
+step) and the same AdamW + schedule + clipping; the shared loop adds Accelerate, loss bookkeeping,
+NaN check, progress bar and curve rows. Blocks of steps are interleaved and the fastest block of
+each kind is compared, which is robust to other processes on a shared CPU.
+
+    .venv/bin/pytest benchmarks/perf/test_training_perf.py --benchmark-enable -s
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ttsadapt.components import RunContext  # noqa: E402
+from ttsadapt.training import Trainer, TrainingParams  # noqa: E402
+from ttsadapt.training.adapters import apply_lora  # noqa: E402
+from ttsadapt.training.optim import build_optimizer, build_scheduler  # noqa: E402
+from ttsadapt.types import Clip  # noqa: E402
+
+TEXTS = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+]
+BLOCK = 10
+REPEATS = 7
+
+
+class _Bar:
+    def __init__(self, total=None, desc=None):
+        self.n = 0
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, postfix, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
+def _backbone():
+    from ttsadapt.plugins.backbones.neutts import NeuTTS
+
+    backbone = NeuTTS(model="tiny", codec="none", codebook_size=256)
+    backbone.load("cpu")
+    apply_lora(backbone, "lm", rank=8)
+    clips = [
+        Clip(
+            id=str(i),
+            audio=Path("/nonexistent.wav"),
+            text=t,
+            speaker="s",
+            language="en",
+            extra={"codes": [(i * 37 + k * 11) % 256 for k in range(60)]},
+        )
+        for i, t in enumerate(TEXTS)
+    ]
+    return backbone, backbone.prepare(clips)
+
+
+@pytest.fixture(scope="module")
+def setups(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: stable timings on a shared CPU
+    torch.manual_seed(0)
+    cfg = TrainingParams(
+        lr=1e-4, warmup_steps=10, max_steps=100_000, batch_size=4, grad_accum=1, log_every=10
+    )
+    bare_bb, bare_examples = _backbone()
+    params = [p for p in bare_bb.module.parameters() if p.requires_grad]
+    opt = build_optimizer(params, cfg)
+    sched = build_scheduler(opt, cfg)
+
+    def bare_step():
+        bare_bb.module.train()
+        loss = bare_bb.loss(bare_bb.collate(bare_examples))["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+
+    loop_bb, loop_examples = _backbone()
+    run_dir = tmp_path_factory.mktemp("perf")
+    ctx = RunContext(run_dir, 0, "cpu", logging.getLogger("perf"), _Bar)
+    trainer = Trainer(loop_bb, loop_examples, [], cfg, ctx)
+    bar = _Bar()
+
+    def loop_step():
+        trainer.after_step(trainer.step(), bar)
+
+    yield bare_step, loop_step
+    torch.set_num_threads(threads)
+
+
+def _block(fn) -> float:
+    t0 = time.perf_counter()
+    for _ in range(BLOCK):
+        fn()
+    return (time.perf_counter() - t0) / BLOCK
+
+
+def test_loop_overhead_under_5_percent(setups):
+    bare_step, loop_step = setups
+    for fn in (bare_step, loop_step):  # warm up
+        _block(fn)
+    bare, loop = [], []
+    for _ in range(REPEATS):
+        bare.append(_block(bare_step))
+        loop.append(_block(loop_step))
+    ratio = min(loop) / min(bare)
+    print(
+        f"\nbare step {min(bare) * 1e3:.2f} ms, shared loop step {min(loop) * 1e3:.2f} ms, "
+        f"overhead {100 * (ratio - 1):+.1f} %"
+    )
+    assert ratio < 1.05
+
+
+def test_bench_bare_step(benchmark, setups):
+    benchmark(setups[0])
+
+
+def test_bench_loop_step(benchmark, setups):
+    benchmark(setups[1])

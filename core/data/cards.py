@@ -1,0 +1,290 @@
+"""Data cards: the seed paper's data table per speaker and per language, plus adaptation risk.
+
+``inspect_manifest`` loads a manifest (validating it), reads every clip once, and writes
+``CARD.json``, ``CARD.md`` (Markdown table) and ``CARD.png`` (plot). Columns, units in the keys:
+
+``hours``, ``clips``, ``duration_mean_s``, ``duration_std_s``, ``unique_words``,
+``words_per_clip_mean``, ``energy_mean_db``, ``energy_std_db`` (pooled frame energy,
+:mod:`ttsadapt.data.acoustics`), ``dnsmos_ovrl_mean``, ``dnsmos_ovrl_std``, ``wada_snr_mean_db``
+and ``adaptation_risk`` from the seed study's thresholds on ``energy_std_db``: ``low`` at 13 dB or
+more (gains expected), ``high`` below 10 dB (degradation expected), ``medium`` between.
+DNS-MOS and WADA-SNR come from the registered ``dnsmos`` and ``wada_snr`` metrics; when one is
+not registered its columns are ``null`` and ``notes`` says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio import load_audio, resample
+from ..errors import ItemError
+from ..records import atomic_write_json, atomic_write_text
+from ..types import Clip
+from .acoustics import EnergyAccumulator, frame_energy_db
+from .manifest import load_manifest
+
+ENERGY_STD_GAIN_DB = 13.0
+ENERGY_STD_DEGRADE_DB = 10.0
+CARD_VERSION = 1
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
+
+
+def adaptation_risk(energy_std_db: float | None) -> str | None:
+    """``low`` / ``medium`` / ``high`` risk that adapting on this data degrades quality."""
+    if energy_std_db is None:
+        return None
+    if energy_std_db >= ENERGY_STD_GAIN_DB:
+        return "low"
+    if energy_std_db < ENERGY_STD_DEGRADE_DB:
+        return "high"
+    return "medium"
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values)) if values else None
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.words: list[int] = []
+        self.vocab: set[str] = set()
+        self.energy = EnergyAccumulator()
+        self.dnsmos: list[float] = []
+        self.wada: list[float] = []
+        self.errors = 0
+
+    def row(self) -> dict[str, Any]:
+        stats = self.energy.stats()
+        energy_std = round(stats.energy_std_db, 3) if stats else None
+        r = lambda v, n=3: None if v is None else round(v, n)  # noqa: E731
+        return {
+            "hours": round(sum(self.durations) / 3600.0, 6),
+            "clips": len(self.durations),
+            "duration_mean_s": r(_mean(self.durations)),
+            "duration_std_s": r(_std(self.durations)),
+            "unique_words": len(self.vocab),
+            "words_per_clip_mean": r(_mean([float(w) for w in self.words]), 2),
+            "energy_mean_db": r(stats.energy_mean_db) if stats else None,
+            "energy_std_db": energy_std,
+            "dnsmos_ovrl_mean": r(_mean(self.dnsmos)),
+            "dnsmos_ovrl_std": r(_std(self.dnsmos)),
+            "wada_snr_mean_db": r(_mean(self.wada), 2),
+            "adaptation_risk": adaptation_risk(energy_std),
+            "unreadable_clips": self.errors,
+        }
+
+
+def _score_all(
+    clips: list[Clip], audio: dict[str, tuple[np.ndarray, int]], registry: Any, name: str
+) -> tuple[dict[str, float], str | None]:
+    """Headline value per clip id from metric ``name``, or a note why there is none."""
+    if registry is None or name not in registry.names("metric"):
+        return {}, f"metric '{name}' is not registered; its columns are null"
+    from ..types import EvalItem
+    from .scoring import get_metric
+
+    cls = registry.get("metric", name)
+    metric = get_metric(registry, name)
+    out_name = cls.outputs[0].name
+    values: dict[str, float] = {}
+    batch: list[EvalItem] = []
+
+    def flush() -> None:
+        for s in metric.score(batch):
+            if s.error is None and out_name in s.values:
+                values[s.id] = float(s.values[out_name])
+        batch.clear()
+
+    for clip in clips:
+        if clip.id not in audio:
+            continue
+        x, sr = audio[clip.id]
+        if cls.sample_rate and sr != cls.sample_rate:
+            x, sr = resample(x, sr, cls.sample_rate), cls.sample_rate
+        batch.append(EvalItem(id=clip.id, audio=x, sample_rate=sr, text=clip.text))
+        if len(batch) >= 32:
+            flush()
+    if batch:
+        flush()
+    return values, None
+
+
+def build_card(
+    clips: list[Clip], registry: Any = None, with_dnsmos: bool = True, with_wada: bool = True
+) -> dict[str, Any]:
+    """The card's data (no files written)."""
+    groups: dict[str, dict[str, _Group]] = {
+        "speakers": defaultdict(_Group),
+        "languages": defaultdict(_Group),
+    }
+    overall = _Group()
+    notes: list[str] = []
+    audio: dict[str, tuple[np.ndarray, int]] = {}
+    for clip in clips:
+        keys = [groups["speakers"][clip.speaker], groups["languages"][clip.language], overall]
+        try:
+            x, sr = load_audio(clip.audio)
+        except ItemError as exc:
+            for g in keys:
+                g.errors += 1
+            notes.append(f"{clip.id}: {exc}")
+            continue
+        audio[clip.id] = (x, sr)
+        energies = frame_energy_db(x, sr)
+        words = _words(clip.text)
+        for g in keys:
+            g.durations.append(x.size / sr)
+            g.words.append(len(words))
+            g.vocab.update(words)
+            g.energy.add(energies)
+    for name, attr, wanted in (("dnsmos", "dnsmos", with_dnsmos), ("wada_snr", "wada", with_wada)):
+        if not wanted:
+            notes.append(f"{name} not computed (switched off)")
+            continue
+        values, note = _score_all(clips, audio, registry, name)
+        if note:
+            notes.append(note)
+        for clip in clips:
+            if clip.id in values:
+                for g in (
+                    groups["speakers"][clip.speaker],
+                    groups["languages"][clip.language],
+                    overall,
+                ):
+                    getattr(g, attr).append(values[clip.id])
+    return {
+        "card_version": CARD_VERSION,
+        "thresholds": {
+            "energy_std_gain_db": ENERGY_STD_GAIN_DB,
+            "energy_std_degrade_db": ENERGY_STD_DEGRADE_DB,
+            "rule": "adaptation_risk: low if energy_std_db >= 13, high if < 10, else medium",
+        },
+        "overall": overall.row(),
+        "speakers": {k: v.row() for k, v in sorted(groups["speakers"].items())},
+        "languages": {k: v.row() for k, v in sorted(groups["languages"].items())},
+        "notes": notes,
+    }
+
+
+COLUMNS = (
+    ("hours", "hours"),
+    ("clips", "clips"),
+    ("duration_mean_s", "dur mean s"),
+    ("duration_std_s", "dur std s"),
+    ("unique_words", "unique words"),
+    ("words_per_clip_mean", "words/clip"),
+    ("energy_mean_db", "energy mean dB"),
+    ("energy_std_db", "energy std dB"),
+    ("dnsmos_ovrl_mean", "DNS-MOS mean"),
+    ("dnsmos_ovrl_std", "DNS-MOS std"),
+    ("wada_snr_mean_db", "WADA-SNR dB"),
+    ("adaptation_risk", "risk"),
+)
+
+
+def card_markdown(card: dict[str, Any], title: str = "Data card") -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+        return str(v)
+
+    lines = [f"# {title}", ""]
+    head = "| " + " | ".join(["", *[c[1] for c in COLUMNS]]) + " |"
+    rule = "|" + "---|" * (len(COLUMNS) + 1)
+    for section in ("speakers", "languages"):
+        lines += [
+            f"## Per {section[:-1]}",
+            "",
+            head.replace("|  |", f"| {section[:-1]} |", 1),
+            rule,
+        ]
+        for key, row in card[section].items():
+            lines.append("| " + " | ".join([key, *[fmt(row[c]) for c, _ in COLUMNS]]) + " |")
+        lines.append("")
+    lines.append(f"Risk rule: {card['thresholds']['rule']} (seed study's energy-std thresholds).")
+    if card.get("notes"):
+        lines += ["", "Notes:", *[f"- {n}" for n in card["notes"][:50]]]
+    return "\n".join(lines) + "\n"
+
+
+def card_plot(card: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speakers = list(card["speakers"])
+    rows = [card["speakers"][s] for s in speakers]
+    fig, axes = plt.subplots(
+        1, 3, figsize=(max(9, 1.2 * len(speakers) + 6), 4), constrained_layout=True
+    )
+    x = np.arange(len(speakers))
+    std = [r["energy_std_db"] or 0 for r in rows]
+    colours = {"low": "tab:green", "medium": "tab:orange", "high": "tab:red", None: "grey"}
+    axes[0].bar(x, std, color=[colours[r["adaptation_risk"]] for r in rows])
+    axes[0].axhline(ENERGY_STD_GAIN_DB, ls="--", c="tab:green", lw=1, label="13 dB: gains")
+    axes[0].axhline(ENERGY_STD_DEGRADE_DB, ls="--", c="tab:red", lw=1, label="10 dB: degradation")
+    axes[0].set_ylabel("energy std (dB)")
+    axes[0].legend(fontsize=7)
+    mos = [r["dnsmos_ovrl_mean"] or 0 for r in rows]
+    mos_sd = [r["dnsmos_ovrl_std"] or 0 for r in rows]
+    axes[1].bar(x, mos, yerr=mos_sd, color="tab:blue", capsize=3)
+    axes[1].set_ylabel("DNS-MOS OVRL (mean ± std)")
+    axes[1].set_ylim(1, 5)
+    axes[2].bar(x, [r["hours"] * 60 for r in rows], color="tab:purple")
+    axes[2].set_ylabel("minutes")
+    for ax in axes:
+        ax.set_xticks(x, speakers, rotation=45, ha="right", fontsize=7)
+    fig.suptitle("Data card per speaker")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def inspect_manifest(
+    manifest: Path,
+    out: Path | None,
+    with_dnsmos: bool = True,
+    registry: Any = None,
+    with_wada: bool = True,
+) -> dict:
+    """Write the data card of ``manifest`` to ``out`` (JSON) plus ``.md`` and ``.png`` beside it.
+
+    ``out`` defaults to ``<manifest stem>.card.json`` beside the manifest. Quarantined lines are
+    counted in the card (``quarantine``). Returns the card.
+    """
+    manifest = Path(manifest)
+    load = load_manifest(manifest, check_audio="header")
+    if registry is None and (with_dnsmos or with_wada):
+        from ..registry import build_registry
+
+        registry = build_registry()
+    card = build_card(load.clips, registry, with_dnsmos, with_wada)
+    card["manifest"] = str(manifest)
+    card["quarantine"] = {"count": len(load.quarantine), "by_reason": load.counts()}
+    out = Path(out) if out is not None else manifest.with_name(manifest.stem + ".card.json")
+    atomic_write_json(out, card)
+    atomic_write_text(out.with_suffix(".md"), card_markdown(card, f"Data card: {manifest.name}"))
+    card_plot(card, out.with_suffix(".png"))
+    card["files"] = {
+        "json": str(out),
+        "md": str(out.with_suffix(".md")),
+        "png": str(out.with_suffix(".png")),
+    }
+    return card

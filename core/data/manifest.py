@@ -1,0 +1,564 @@
+"""Manifests: JSON Lines of clips, loaded with every line validated and every bad line explained.
+
+One line is one clip::
+
+    {"audio": "wavs/0001.wav", "text": "…", "speaker": "spk1", "language": "en"}
+
+plus optional ``id`` (default: the audio path without its suffix), ``duration`` (seconds),
+``split`` (``train`` / ``validation`` / ``eval``; ``val``/``valid``/``dev`` and ``test`` are read as
+``validation`` and ``eval``), ``ref_audio``; any other key is kept in ``Clip.extra`` (e.g.
+precomputed ``dnsmos`` scores). Relative paths are relative to the manifest's folder and may not
+leave it through ``..``; absolute paths are allowed but must point at audio.
+
+:func:`load_manifest` never drops a line silently: a line that cannot be used becomes a
+:class:`QuarantineEntry` with its 1-based line number, a reason ``code`` and a readable ``reason``;
+the other lines load. Reason codes:
+
+=======================  ===========================================================  ==========
+code                     meaning                                                      check mode
+=======================  ===========================================================  ==========
+not_utf8                 the line's bytes are not UTF-8                               all
+malformed_json           the line is not JSON                                         all
+not_object               the line is JSON but not an object                           all
+missing_field            ``audio``/``text``/``speaker``/``language`` absent             all
+bad_field                a field has the wrong type or value                          all
+duplicate_id             the id was used on an earlier line (named)                   all
+path_escapes             a relative path leaves the manifest's folder through ``..``  all
+empty_text               the transcript is empty or whitespace                        all
+unknown_language         the language tag is malformed, unknown, or not allowed       all
+missing_file             the audio (or ``ref_audio``) file does not exist              header
+unreadable_audio         no decoder can read the file (not audio, corrupt header)     header
+truncated_audio          the file holds fewer samples than its header declares        header
+zero_length              the audio has no samples                                     header
+duration_mismatch        the line's ``duration`` disagrees with the file (> 10 %)      header
+duration_out_of_window   the duration lies outside ``duration_window``               header
+nan_inf                  samples are NaN or infinite                                  full
+clipping                 more than ``max_clipped_fraction`` of samples at full scale   full
+silent                   every sample is zero                                         full
+=======================  ===========================================================  ==========
+
+``check_audio`` is ``"none"`` (no file is opened), ``"header"`` (default: headers only — fast,
+10,000 lines in well under 10 s) or ``"full"`` (every file decoded and its samples checked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import load_audio
+from ..errors import DataError, ItemError
+from ..records import atomic_write_jsonl, atomic_write_text
+from ..types import Clip
+from .acoustics import clipped_fraction
+from .languages import language_tag_problem
+
+CHECK_AUDIO_MODES = ("none", "header", "full")
+REQUIRED_FIELDS = ("audio", "text", "speaker", "language")
+KNOWN_FIELDS = {"id", "audio", "text", "speaker", "language", "duration", "split", "ref_audio"}
+SPLITS = ("train", "validation", "eval")
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "eval": "eval",
+    "evaluation": "eval",
+    "test": "eval",
+}
+DEFAULT_MAX_CLIPPED_FRACTION = 0.01
+DURATION_TOLERANCE = 0.10  # relative; and at least 0.1 s
+
+
+@dataclass
+class QuarantineEntry:
+    """A manifest line set aside: where it is, what it is, and why."""
+
+    line: int
+    id: str | None
+    reason: str
+    path: str | None
+    code: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "id": self.id,
+            "code": self.code,
+            "reason": self.reason,
+            "path": self.path,
+        }
+
+
+@dataclass
+class ManifestLoad:
+    """The usable clips of a manifest and the quarantine of the rest."""
+
+    clips: list[Clip]
+    quarantine: list[QuarantineEntry]
+    path: Path
+    lines: int = 0  # non-empty lines read
+    check_audio: str = "header"
+
+    def counts(self) -> dict[str, int]:
+        """Quarantined lines by reason code."""
+        return dict(sorted(Counter(q.code for q in self.quarantine).items()))
+
+    def report(self) -> dict[str, Any]:
+        """Plain-data summary for a run's provenance."""
+        return {
+            "manifest": str(self.path),
+            "check_audio": self.check_audio,
+            "lines": self.lines,
+            "loaded": len(self.clips),
+            "quarantined": len(self.quarantine),
+            "quarantine_by_reason": self.counts(),
+            "hours": round(sum(c.duration_s or 0.0 for c in self.clips) / 3600.0, 6),
+        }
+
+    def write_quarantine(self, path: Path) -> None:
+        """Write the quarantine as JSON Lines (one entry a line, in line order)."""
+        atomic_write_jsonl(Path(path), (q.as_dict() for q in self.quarantine))
+
+
+class _LineProblem(Exception):
+    def __init__(self, code: str, reason: str, path: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.path = path
+
+
+# --------------------------------------------------------------------------- audio checks
+
+
+def _wav_truncation(path: Path, file_size: int) -> str | None:
+    """For RIFF/WAVE files: compare the ``data`` chunk's declared size with the bytes present."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos = 12
+            while pos + 8 <= file_size:
+                fh.seek(pos)
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"data":
+                    available = file_size - (pos + 8)
+                    if size in (0, 0xFFFFFFFF):  # streamed WAV: size never filled in
+                        return None
+                    if size > available:
+                        return (
+                            f"WAV data chunk declares {size} bytes but only {available} follow "
+                            f"(file cut short)"
+                        )
+                    return None
+                pos += 8 + size + (size & 1)
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class AudioHeader:
+    frames: int
+    sample_rate: int
+    channels: int
+    format: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def read_audio_header(path: Path) -> AudioHeader:
+    """Header of an audio file; raises ``_LineProblem`` naming what is wrong with it."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise _LineProblem("missing_file", f"audio file not found: {path}", str(path)) from None
+    except OSError as exc:
+        raise _LineProblem("unreadable_audio", f"cannot stat {path}: {exc}", str(path)) from None
+    if not path.is_file():
+        raise _LineProblem("unreadable_audio", f"not a regular file: {path}", str(path))
+    if size == 0:
+        raise _LineProblem("zero_length", f"audio file is empty (0 bytes): {path}", str(path))
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # noqa: BLE001 - libsndfile's message is the reason
+        msg = str(exc).split("\n")[0].strip()
+        raise _LineProblem(
+            "unreadable_audio", f"cannot read audio header of {path}: {msg}", str(path)
+        ) from None
+    truncated = _wav_truncation(path, size)
+    if truncated:
+        raise _LineProblem("truncated_audio", f"{path}: {truncated}", str(path))
+    header = AudioHeader(int(info.frames), int(info.samplerate), int(info.channels), info.format)
+    if header.frames <= 0:
+        raise _LineProblem("zero_length", f"audio has no samples: {path}", str(path))
+    return header
+
+
+def check_samples(
+    audio: np.ndarray, path: Path, max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION
+) -> None:
+    """Raise ``_LineProblem`` when decoded samples are unusable (NaN/inf, clipped, silent)."""
+    if audio.size == 0:
+        raise _LineProblem("zero_length", f"audio decodes to no samples: {path}", str(path))
+    finite = np.isfinite(audio)
+    if not finite.all():
+        bad = int(audio.size - np.count_nonzero(finite))
+        raise _LineProblem(
+            "nan_inf", f"{bad} of {audio.size} samples are NaN or infinite: {path}", str(path)
+        )
+    frac = clipped_fraction(audio)
+    if frac > max_clipped_fraction:
+        raise _LineProblem(
+            "clipping",
+            f"heavy clipping: {frac:.1%} of samples at full scale "
+            f"(allowed {max_clipped_fraction:.1%}): {path}",
+            str(path),
+        )
+    if not np.any(audio):
+        raise _LineProblem("silent", f"every sample is zero: {path}", str(path))
+
+
+def _decode_full(path: Path, header: AudioHeader, max_clipped_fraction: float) -> None:
+    try:
+        audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001
+        try:
+            audio, _ = load_audio(path)
+        except ItemError:
+            msg = str(exc).split("\n")[0]
+            raise _LineProblem(
+                "unreadable_audio", f"cannot decode {path}: {msg}", str(path)
+            ) from None
+    got = audio.shape[0]
+    # compressed formats may declare an approximate length; allow a little slack
+    slack = 0 if header.format in ("WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC") else 2048
+    if got + slack < header.frames:
+        raise _LineProblem(
+            "truncated_audio",
+            f"{path}: decoded {got} samples, header declares {header.frames} (file cut short)",
+            str(path),
+        )
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+    check_samples(mono, path, max_clipped_fraction)
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def _resolve(value: Any, field_name: str, base: Path, base_norm: str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise _LineProblem("bad_field", f"'{field_name}' must be a non-empty path string")
+    p = Path(value)
+    if p.is_absolute():
+        return p
+    joined = os.path.normpath(os.path.join(base_norm, value))
+    if joined != base_norm and not joined.startswith(base_norm + os.sep):
+        raise _LineProblem(
+            "path_escapes",
+            f"'{field_name}' path {value!r} leaves the manifest's folder {base} through '..'",
+            value,
+        )
+    return Path(joined)
+
+
+def _parse_line(
+    obj: Any,
+    base: Path,
+    base_norm: str,
+    require_text: bool,
+    languages: set[str] | None,
+) -> Clip:
+    if not isinstance(obj, dict):
+        raise _LineProblem("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    missing = [f for f in REQUIRED_FIELDS if f not in obj]
+    if not require_text and "text" in missing:
+        missing.remove("text")
+    if missing:
+        raise _LineProblem("missing_field", f"missing required field(s): {', '.join(missing)}")
+    audio_field = obj["audio"]
+    audio = _resolve(audio_field, "audio", base, base_norm)
+    clip_id = obj.get("id")
+    if clip_id is None:
+        clip_id = os.path.splitext(str(audio_field))[0]
+    elif isinstance(clip_id, int) and not isinstance(clip_id, bool):
+        clip_id = str(clip_id)
+    if not isinstance(clip_id, str) or not clip_id:
+        raise _LineProblem("bad_field", f"'id' must be a non-empty string, got {clip_id!r}")
+    text = obj.get("text", "")
+    if not isinstance(text, str):
+        raise _LineProblem("bad_field", f"'text' must be a string, got {type(text).__name__}")
+    if require_text and not text.strip():
+        raise _LineProblem("empty_text", "transcript 'text' is empty")
+    speaker = obj["speaker"]
+    if isinstance(speaker, int) and not isinstance(speaker, bool):
+        speaker = str(speaker)
+    if not isinstance(speaker, str) or not speaker.strip():
+        raise _LineProblem("bad_field", f"'speaker' must be a non-empty string, got {speaker!r}")
+    language = obj["language"]
+    problem = language_tag_problem(language, languages)
+    if problem:
+        raise _LineProblem("unknown_language", problem)
+    duration = obj.get("duration")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise _LineProblem("bad_field", f"'duration' must be seconds, got {duration!r}")
+        if not np.isfinite(duration) or duration < 0:
+            raise _LineProblem("bad_field", f"'duration' must be finite and >= 0, got {duration}")
+        duration = float(duration)
+    split = obj.get("split")
+    if split is not None:
+        norm = _SPLIT_ALIASES.get(str(split).lower()) if isinstance(split, str) else None
+        if norm is None:
+            raise _LineProblem(
+                "bad_field", f"'split' must be one of {', '.join(SPLITS)}, got {split!r}"
+            )
+        split = norm
+    ref = obj.get("ref_audio")
+    ref_path = _resolve(ref, "ref_audio", base, base_norm) if ref is not None else None
+    extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
+    return Clip(
+        id=clip_id,
+        audio=audio,
+        text=text.strip(),
+        speaker=speaker.strip(),
+        language=language,
+        duration_s=duration,
+        split=split,
+        ref_audio=ref_path,
+        extra=extra,
+    )
+
+
+def _check_clip_audio(
+    clip: Clip,
+    check_audio: str,
+    duration_window: tuple[float | None, float | None],
+    max_clipped_fraction: float,
+) -> None:
+    if check_audio == "none":
+        lo, hi = duration_window
+        if clip.duration_s is not None:
+            _check_window(clip.duration_s, lo, hi, clip.audio)
+        return
+    header = read_audio_header(clip.audio)
+    actual = header.duration_s
+    if clip.duration_s is not None:
+        diff = abs(clip.duration_s - actual)
+        if diff > max(0.1, DURATION_TOLERANCE * actual):
+            raise _LineProblem(
+                "duration_mismatch",
+                f"line says duration {clip.duration_s:.3f} s but {clip.audio} lasts {actual:.3f} s",
+                str(clip.audio),
+            )
+    clip.duration_s = actual
+    clip.extra.setdefault("sample_rate", header.sample_rate)
+    if clip.ref_audio is not None and not clip.ref_audio.is_file():
+        raise _LineProblem(
+            "missing_file", f"ref_audio file not found: {clip.ref_audio}", str(clip.ref_audio)
+        )
+    lo, hi = duration_window
+    _check_window(actual, lo, hi, clip.audio)
+    if check_audio == "full":
+        _decode_full(clip.audio, header, max_clipped_fraction)
+
+
+def _check_window(duration: float, lo: float | None, hi: float | None, path: Path) -> None:
+    if (lo is not None and duration < lo) or (hi is not None and duration > hi):
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise _LineProblem(
+            "duration_out_of_window",
+            f"duration {duration:.3f} s outside the window [{lo_s}, {hi_s}] s",
+            str(path),
+        )
+
+
+def load_manifest(
+    path: Path,
+    *,
+    check_audio: str = "header",
+    duration_window: tuple[float | None, float | None] = (None, None),
+    languages: set[str] | None = None,
+    require_text: bool = True,
+    max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION,
+) -> ManifestLoad:
+    """Load and validate a JSON Lines manifest.
+
+    :param path: the manifest; relative audio paths are relative to its folder.
+    :param check_audio: ``"none"``, ``"header"`` (default) or ``"full"`` (see the module doc).
+    :param duration_window: ``(min_s, max_s)``; either may be ``None``.
+    :param languages: when given, the only language tags allowed (a tag's primary subtag counts).
+    :param require_text: set ``False`` for reference recordings without transcripts.
+    :param max_clipped_fraction: in ``"full"`` mode, the share of full-scale samples tolerated.
+    :raises DataError: only when the manifest file itself is missing or unreadable.
+    """
+    path = Path(path)
+    if check_audio not in CHECK_AUDIO_MODES:
+        raise ValueError(f"check_audio must be one of {CHECK_AUDIO_MODES}, got {check_audio!r}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"manifest not found: {path}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read manifest {path}: {exc}") from None
+    base = path.parent.absolute()
+    base_norm = os.path.normpath(str(base))
+    clips: list[Clip] = []
+    quarantine: list[QuarantineEntry] = []
+    first_line: dict[str, int] = {}
+    n_lines = 0
+    for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
+        if not raw_line.strip():
+            continue
+        n_lines += 1
+        clip_id: str | None = None
+        audio_field: str | None = None
+        try:
+            try:
+                text_line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _LineProblem(
+                    "not_utf8",
+                    f"line is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
+                    f"{exc.start + 1}); save the manifest as UTF-8",
+                ) from None
+            if lineno == 1:
+                text_line = text_line.lstrip("\ufeff")
+            try:
+                obj = json.loads(text_line)
+            except json.JSONDecodeError as exc:
+                raise _LineProblem(
+                    "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
+                ) from None
+            if isinstance(obj, dict):
+                cid = obj.get("id")
+                clip_id = str(cid) if cid is not None else None
+                af = obj.get("audio")
+                audio_field = af if isinstance(af, str) else None
+            clip = _parse_line(obj, base, base_norm, require_text, languages)
+            clip_id = clip.id
+            if clip.id in first_line:
+                raise _LineProblem(
+                    "duplicate_id",
+                    f"duplicate id {clip.id!r} (first used on line {first_line[clip.id]})",
+                )
+            first_line[clip.id] = lineno
+            _check_clip_audio(clip, check_audio, duration_window, max_clipped_fraction)
+        except _LineProblem as problem:
+            quarantine.append(
+                QuarantineEntry(
+                    line=lineno,
+                    id=clip_id,
+                    reason=problem.reason,
+                    path=problem.path or audio_field,
+                    code=problem.code,
+                )
+            )
+            continue
+        clip.extra["line"] = lineno
+        clips.append(clip)
+    return ManifestLoad(clips, quarantine, path, n_lines, check_audio)
+
+
+# --------------------------------------------------------------------------- reading & writing
+
+
+def load_clip_audio(clip: Clip, sample_rate: int | None = None) -> np.ndarray:
+    """The clip's audio as mono float32, resampled (soxr) to ``sample_rate`` when given.
+
+    Raises :class:`ttsadapt.errors.ItemError` naming the file when it cannot be decoded.
+    """
+    audio, _ = load_audio(clip.audio, sample_rate)
+    return audio
+
+
+def clip_to_line(clip: Clip, manifest_dir: Path) -> dict[str, Any]:
+    """The manifest line of ``clip``, its paths relative to ``manifest_dir`` when inside it."""
+
+    def rel(p: Path) -> str:
+        try:
+            r = os.path.relpath(p, manifest_dir)
+        except ValueError:  # another drive on Windows
+            return str(p)
+        return str(p) if r.startswith("..") else Path(r).as_posix()
+
+    line: dict[str, Any] = {
+        "id": clip.id,
+        "audio": rel(clip.audio),
+        "text": clip.text,
+        "speaker": clip.speaker,
+        "language": clip.language,
+    }
+    if clip.duration_s is not None:
+        line["duration"] = round(float(clip.duration_s), 4)
+    if clip.split is not None:
+        line["split"] = clip.split
+    if clip.ref_audio is not None:
+        line["ref_audio"] = rel(clip.ref_audio)
+    for k, v in clip.extra.items():
+        if k not in ("line", "sample_rate") and k not in line:
+            line[k] = v
+    return line
+
+
+def write_manifest(path: Path, clips: Iterable[Clip]) -> Path:
+    """Write ``clips`` as a manifest (atomically); audio paths relative to its folder."""
+    path = Path(path)
+    base = path.parent.absolute()
+    rows = [json.dumps(clip_to_line(c, base), ensure_ascii=False) for c in clips]
+    atomic_write_text(path, "".join(r + "\n" for r in rows))
+    return path
+
+
+def summarize_clips(clips: Sequence[Clip]) -> dict[str, Any]:
+    """Clips and hours by speaker and by language (for reports)."""
+    by_speaker: dict[str, dict[str, float]] = {}
+    by_language: dict[str, dict[str, float]] = {}
+    for c in clips:
+        for table, key in ((by_speaker, c.speaker), (by_language, c.language)):
+            row = table.setdefault(key, {"clips": 0, "hours": 0.0})
+            row["clips"] += 1
+            row["hours"] += (c.duration_s or 0.0) / 3600.0
+    for table in (by_speaker, by_language):
+        for row in table.values():
+            row["hours"] = round(row["hours"], 6)
+    total_h = sum(r["hours"] for r in by_language.values())
+    return {
+        "clips": len(clips),
+        "hours": round(total_h, 6),
+        "by_speaker": dict(sorted(by_speaker.items())),
+        "by_language": dict(sorted(by_language.items())),
+    }
+
+
+__all__ = [
+    "CHECK_AUDIO_MODES",
+    "SPLITS",
+    "ManifestLoad",
+    "QuarantineEntry",
+    "clip_to_line",
+    "load_clip_audio",
+    "load_manifest",
+    "read_audio_header",
+    "summarize_clips",
+    "write_manifest",
+]

@@ -1,0 +1,991 @@
+"""The leaderboard: built from a suite's records only (see :mod:`ttsadapt.records` for the format).
+
+``build_leaderboard(results_dir, suite)`` writes ``results_dir/suite/leaderboard.{md,csv,html}``:
+
+* one row per *system* = backbone x method x method params x data recipe (seeds pooled);
+* per metric output: mean with a 95 % bootstrap interval over utterances (seeds pooled), the
+  per-seed means and intervals from the records, the delta to the zero-shot anchor of the same
+  backbone (mean of paired differences, paired by item id and seed) with its bootstrap interval,
+  a two-sided Wilcoxon signed-rank p-value and stars, and the rank among all systems;
+* trainable-parameter share, adapter size, the selected checkpoint's validation loss;
+* failed and unfinished runs, and items that were "not applicable" or failed.
+
+The CSV is *tidy long*: one row per system x metric x output x scope, where scope is ``pooled``
+(the leaderboard statistics) or ``seed`` (one row per seed, numbers from that run's record).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, TTSAdaptError
+from .records import DONE_MARKER, atomic_write_text, read_jsonl
+from .stats import DEFAULT_RESAMPLES, Bootstrapper, paired_wilcoxon_many, stars
+
+__all__ = [
+    "FailedRun",
+    "LoadedResults",
+    "Summary",
+    "UtteranceScores",
+    "build_leaderboard",
+    "check_metric_versions",
+    "list_suites",
+    "load_results",
+    "summarise",
+]
+
+NOT_APPLICABLE_PREFIX = "not applicable"
+SELECT_CHOICES = ("val_loss", "dev_metric", "dev_score")  # dev_score: alias of dev_metric
+_SELECT_FIELD = {"val_loss": "val_loss", "dev_metric": "dev_score", "dev_score": "dev_score"}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class UtteranceScores:
+    """One run x metric's per-utterance rows: values per output (NaN where the item had an error)."""
+
+    items: list[str]
+    values: dict[str, np.ndarray]
+    n_not_applicable: int = 0
+    n_failed: int = 0
+
+
+@dataclass
+class FailedRun:
+    run_id: str
+    error: str  # first line of the error
+    status: str = "failed"  # "failed" | "unfinished" | "bad record"
+    metric: str | None = None
+
+
+@dataclass
+class LoadedResults:
+    """Everything read from ``<results>/<suite>/runs``: finished runs only, failures listed."""
+
+    suite: str
+    suite_dir: Path
+    records: pd.DataFrame  # one row per run x metric x output
+    scores: dict[tuple[str, str], UtteranceScores]  # (run_id, metric) -> per-utterance values
+    failed_runs: list[FailedRun] = field(default_factory=list)
+    unfinished_runs: list[str] = field(default_factory=list)
+    failed_records: list[FailedRun] = field(default_factory=list)
+    checkpoints: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # run_id -> checkpoints.json
+
+    @property
+    def run_ids(self) -> list[str]:
+        return sorted(self.records["run_id"].unique()) if len(self.records) else []
+
+
+def list_suites(results_dir: Path) -> list[str]:
+    """Names of the suites under ``results_dir`` (folders holding a ``runs/`` folder), sorted."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    return sorted(p.name for p in results_dir.iterdir() if (p / "runs").is_dir())
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return "(no error message)"
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _read_score_rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    try:  # fast path: one parse for the whole file
+        return json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        return read_jsonl(path)  # tolerates a torn last line, names nothing else
+
+
+_REQUIRED = ("run_id", "metric", "metric_version", "outputs")
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _headline(record: dict[str, Any]) -> str:
+    outputs = record["outputs"]
+    head = record.get("headline")
+    if isinstance(head, str) and head in outputs:
+        return head
+    for name, out in outputs.items():
+        if isinstance(out, dict) and out.get("headline") is True:
+            return name
+    if record["metric"] in outputs:
+        return record["metric"]
+    return next(iter(outputs))
+
+
+def _run_failure(run_dir: Path) -> str | None:
+    """The first error line of a failed run, or None when it did not fail."""
+    err = run_dir / "error.txt"
+    if err.is_file():
+        return _first_line(err.read_text(encoding="utf-8", errors="replace"))
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        try:
+            info = _read_json(run_json)
+        except (OSError, json.JSONDecodeError):
+            return None
+        if isinstance(info, dict) and info.get("status") == "failed":
+            return _first_line(info.get("error") or "failed (run.json gives no error)")
+    return None
+
+
+def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> LoadedResults:
+    """Read every finished run (``DONE`` marker present) of one suite folder.
+
+    Failed runs (``error.txt`` or ``run.json`` status ``failed``) and unfinished runs (no ``DONE``)
+    are listed, not loaded. A record that cannot be read, misses a field or has status other than
+    ``ok`` is listed in ``failed_records`` with the reason; the other records still load.
+    ``headlines`` maps a metric name to its headline output when records do not say (see
+    :func:`build_leaderboard`).
+    """
+    suite_dir = Path(suite_dir)
+    runs_dir = suite_dir / "runs"
+    if not runs_dir.is_dir():
+        raise TTSAdaptError(
+            f"{runs_dir}: no runs folder; expected the results of a suite run "
+            f"(<results>/<suite>/runs/<run_id>/...)"
+        )
+    headlines = headlines or {}
+    loaded = LoadedResults(
+        suite=suite_dir.name, suite_dir=suite_dir, records=pd.DataFrame(), scores={}
+    )
+    rows: list[dict[str, Any]] = []
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        run_id = run_dir.name
+        failure = _run_failure(run_dir)
+        if failure is not None:
+            loaded.failed_runs.append(FailedRun(run_id, failure))
+            continue
+        if not (run_dir / DONE_MARKER).exists():
+            loaded.unfinished_runs.append(run_id)
+            continue
+        ck = run_dir / "checkpoints.json"
+        if ck.is_file():
+            try:
+                loaded.checkpoints[run_id] = _normalise_checkpoints(_read_json(ck))
+            except (OSError, json.JSONDecodeError, TypeError, KeyError) as exc:
+                loaded.failed_records.append(
+                    FailedRun(run_id, f"{ck}: unreadable ({exc})", "bad record")
+                )
+        rec_dir = run_dir / "records"
+        for rec_path in sorted(rec_dir.glob("*.json")) if rec_dir.is_dir() else []:
+            rows.extend(_load_record(rec_path, run_id, run_dir, loaded, headlines))
+    loaded.records = pd.DataFrame(rows)
+    return loaded
+
+
+def _load_record(
+    rec_path: Path,
+    run_id: str,
+    run_dir: Path,
+    loaded: LoadedResults,
+    headlines: dict[str, str],
+) -> list[dict[str, Any]]:
+    metric_name = rec_path.stem
+    try:
+        record = _read_json(rec_path)
+    except (OSError, json.JSONDecodeError) as exc:
+        loaded.failed_records.append(
+            FailedRun(run_id, f"{rec_path}: not valid JSON ({exc})", "bad record", metric_name)
+        )
+        return []
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing or not isinstance(record.get("outputs"), dict):
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                f"{rec_path}: missing field(s) {', '.join(missing) or 'outputs (a mapping)'}",
+                "bad record",
+                metric_name,
+            )
+        )
+        return []
+    metric = record["metric"]
+    if record.get("status", "ok") != "ok":
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                _first_line(record.get("error") or f"status {record.get('status')}"),
+                "failed",
+                metric,
+            )
+        )
+        return []
+    if not record["outputs"]:
+        loaded.failed_records.append(
+            FailedRun(run_id, f"{rec_path}: no outputs", "bad record", metric)
+        )
+        return []
+    head = headlines.get(metric) if headlines.get(metric) in record["outputs"] else None
+    head = head or _headline(record)
+    order = [head] + [o for o in record["outputs"] if o != head]
+    scores_path = run_dir / "scores" / f"{metric}.jsonl"
+    if scores_path.is_file():
+        loaded.scores[(run_id, metric)] = _load_scores(scores_path, order)
+    system = _canon(
+        [
+            record.get("backbone"),
+            record.get("backbone_version"),
+            record.get("backbone_params"),
+            record.get("method"),
+            record.get("method_version"),
+            record.get("method_params"),
+            record.get("data_recipe"),
+        ]
+    )
+    base = {
+        "run_id": record.get("run_id", run_id),
+        "system": system,
+        "backbone": record.get("backbone"),
+        "backbone_params": _canon(record.get("backbone_params") or {}),
+        "method": record.get("method"),
+        "method_params": record.get("method_params") or {},
+        "data_recipe": record.get("data_recipe"),
+        "is_anchor": bool(record.get("is_anchor", False)),
+        "seed": record.get("seed"),
+        "suite_version": record.get("suite_version"),
+        "metric": metric,
+        "metric_version": str(record["metric_version"]),
+        "n_items": record.get("n_items"),
+        "n_errors": record.get("n_errors"),
+        "trainable_params": record.get("trainable_params"),
+        "total_params": record.get("total_params"),
+        "adapter_bytes": record.get("adapter_bytes"),
+    }
+    out_rows = []
+    for index, name in enumerate(order):
+        out = record["outputs"][name] or {}
+        rng = out.get("range") or [None, None]
+        out_rows.append(
+            {
+                **base,
+                "output": name,
+                "output_index": index,
+                "is_headline": index == 0,
+                "higher_is_better": bool(out.get("higher_is_better", True)),
+                "unit": out.get("unit") or "",
+                "range_low": rng[0],
+                "range_high": rng[1] if len(rng) > 1 else None,
+                "record_mean": out.get("mean"),
+                "record_ci_low": out.get("ci_low"),
+                "record_ci_high": out.get("ci_high"),
+                "record_n": out.get("n"),
+            }
+        )
+    return out_rows
+
+
+def _load_scores(path: Path, outputs: list[str]) -> UtteranceScores:
+    rows = _read_score_rows(path)
+    items = [str(r.get("item")) for r in rows]
+    n_na = n_failed = 0
+    for r in rows:
+        err = r.get("error")
+        if err:
+            if str(err).lower().startswith(NOT_APPLICABLE_PREFIX):
+                n_na += 1
+            else:
+                n_failed += 1
+    nan = math.nan
+    ok_values = [{} if r.get("error") else (r.get("values") or {}) for r in rows]
+    values = {}
+    for name in outputs:
+        try:
+            values[name] = np.fromiter(
+                (v.get(name, nan) for v in ok_values), dtype=float, count=len(ok_values)
+            )
+        except TypeError:  # a null or non-number value: slow path, null -> NaN
+            values[name] = np.array([_number(v.get(name)) for v in ok_values], dtype=float)
+    return UtteranceScores(items, values, n_na, n_failed)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _normalise_checkpoints(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, list):
+        raw = {"checkpoints": raw}
+    ckpts = [c for c in raw.get("checkpoints", []) if isinstance(c, dict) and "step" in c]
+    return {
+        "checkpoints": sorted(ckpts, key=lambda c: c["step"]),
+        "selected": raw.get("selected") or {},
+        "dev_metric": raw.get("dev_metric"),
+    }
+
+
+def check_metric_versions(loaded: LoadedResults) -> None:
+    """Raise :class:`TTSAdaptError` when one metric appears with several versions."""
+    if not len(loaded.records):
+        return
+    head = loaded.records[loaded.records["is_headline"]]
+    problems = []
+    for metric, grp in head.groupby("metric", sort=True):
+        versions = sorted(grp["metric_version"].unique())
+        if len(versions) > 1:
+            examples = "; ".join(
+                f"version {v}: runs {', '.join(sorted(grp[grp['metric_version'] == v]['run_id'])[:3])}"
+                for v in versions
+            )
+            problems.append(f"metric '{metric}' has versions {', '.join(versions)} ({examples})")
+    if problems:
+        raise TTSAdaptError(
+            f"{loaded.suite_dir}: refusing to mix records of different metric versions: "
+            + " | ".join(problems)
+            + ". Re-score the older runs (ttsadapt run ... --overwrite always) or move them aside."
+        )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Summary:
+    """The statistics the three outputs are drawn from."""
+
+    suite: str
+    systems: pd.DataFrame  # one row per system
+    table: pd.DataFrame  # one row per system x metric x output (pooled statistics)
+    per_seed: pd.DataFrame  # one row per system x seed x metric x output (from the records)
+    checkpoints: (
+        pd.DataFrame
+    )  # one row per run x checkpoint: system, seed, step, val_loss, dev_score
+    select: str
+    confidence: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _params_text(params: Any) -> str:
+    if not params:
+        return ""
+    if isinstance(params, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return str(params)
+
+
+def _recipe_text(recipe: Any) -> str:
+    if recipe is None or (isinstance(recipe, float) and math.isnan(recipe)):
+        return ""
+    if isinstance(recipe, str):
+        return recipe
+    if isinstance(recipe, dict) and "name" in recipe:
+        return str(recipe["name"])
+    return _canon(recipe)
+
+
+def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) -> pd.DataFrame:
+    runs = records.drop_duplicates("run_id")
+    sel_loss = {rid: _selected_val_loss(ck, select) for rid, ck in loaded.checkpoints.items()}
+    rows = []
+    for system, grp in runs.groupby("system", sort=False):
+        first = grp.iloc[0]
+        params = _params_text(first["method_params"])
+        recipe = _recipe_text(first["data_recipe"])
+        label = f"{first['backbone']} / {first['method']}"
+        label += f" ({params})" if params else ""
+        label += f" / {recipe}" if recipe else ""
+        trainable = pd.to_numeric(grp["trainable_params"], errors="coerce").median()
+        total = pd.to_numeric(grp["total_params"], errors="coerce").median()
+        losses = [sel_loss.get(r) for r in grp["run_id"]]
+        losses = [v for v in losses if v is not None and math.isfinite(v)]
+        rows.append(
+            {
+                "system": system,
+                "label": label,
+                "backbone": first["backbone"],
+                "method": first["method"],
+                "method_params": params,
+                "data_recipe": recipe,
+                "is_anchor": bool(first["is_anchor"]),
+                "seeds": ", ".join(str(s) for s in sorted(grp["seed"].dropna().unique())),
+                "n_runs": len(grp),
+                "run_ids": list(grp["run_id"]),
+                "trainable_params": trainable,
+                "total_params": total,
+                "trainable_share_pct": 100.0 * trainable / total
+                if total and not math.isnan(total)
+                else math.nan,
+                "adapter_mb": pd.to_numeric(grp["adapter_bytes"], errors="coerce").median() / 1e6,
+                "selected_val_loss": float(np.mean(losses)) if losses else math.nan,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    dup = frame["label"].duplicated(keep=False)
+    if dup.any():  # same name, different versions or backbone params: keep rows apart
+        frame.loc[dup, "label"] = [
+            f"{lab} #{i + 1}" for i, lab in enumerate(frame.loc[dup, "label"])
+        ]
+    return frame
+
+
+def _selected_val_loss(ck: dict[str, Any], select: str) -> float | None:
+    step = _selected_step(ck, select)
+    for c in ck["checkpoints"]:
+        if c["step"] == step and c.get("val_loss") is not None:
+            return float(c["val_loss"])
+    return None
+
+
+def _selected_step(ck: dict[str, Any], select: str) -> int | None:
+    """The checkpoint step a rule picks: the runner's ``selected`` entry, else recomputed."""
+    rule = "dev_metric" if select == "dev_score" else select
+    chosen = ck["selected"].get(f"by_{rule}")
+    if chosen is None and select == "dev_score":
+        chosen = ck["selected"].get("by_dev_score")
+    if chosen is not None:
+        return chosen
+    fld = _SELECT_FIELD[select]
+    cands = [c for c in ck["checkpoints"] if c.get(fld) is not None]
+    if not cands:
+        return None
+    pick = min if fld == "val_loss" else max
+    return pick(cands, key=lambda c: c[fld])["step"]
+
+
+class _Pairing:
+    """Pairs a system's per-utterance values with its anchor's, by item id and seed.
+
+    Item ids are mapped to integer codes once; an anchor run's values become a dense array over
+    the codes, so pairing is one fancy-indexing step per run. When the anchor has no run with the
+    system run's seed, the anchor's per-item mean over its seeds is used.
+    """
+
+    def __init__(self, loaded: LoadedResults) -> None:
+        self.loaded = loaded
+        self.codes: dict[str, int] = {}
+        self._item_codes: dict[tuple[str, str], np.ndarray] = {}
+        self._anchor: dict[tuple[str, str, str], tuple[dict[Any, np.ndarray], np.ndarray]] = {}
+
+    def item_codes(self, run_id: str, metric: str) -> np.ndarray:
+        key = (run_id, metric)
+        if key not in self._item_codes:
+            codes = self.codes
+            self._item_codes[key] = np.array(
+                [codes.setdefault(i, len(codes)) for i in self.loaded.scores[key].items],
+                dtype=np.int64,
+            )
+        return self._item_codes[key]
+
+    def anchor(
+        self, anchor_system: str, anchor_runs: list[tuple[str, Any]], metric: str, output: str
+    ) -> tuple[dict[Any, np.ndarray], np.ndarray] | None:
+        key = (anchor_system, metric, output)
+        if key not in self._anchor:
+            by_seed: dict[Any, np.ndarray] = {}
+            for rid, seed in anchor_runs:
+                sc = self.loaded.scores.get((rid, metric))
+                if sc is None or output not in sc.values:
+                    continue
+                codes = self.item_codes(rid, metric)
+                by_seed[seed] = (codes, sc.values[output])
+            dense = {}
+            size = len(self.codes)
+            for seed, (codes, vals) in by_seed.items():
+                arr = np.full(size, np.nan)
+                arr[codes[::-1]] = vals[::-1]  # first occurrence of a duplicated item wins
+                dense[seed] = arr
+            if dense:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(np.stack(list(dense.values())), axis=0)
+                self._anchor[key] = (dense, mean)
+            else:
+                self._anchor[key] = None
+        return self._anchor[key]
+
+    def pooled(
+        self,
+        runs: list[tuple[str, Any]],
+        anchor_system: str | None,
+        anchor_runs: list[tuple[str, Any]],
+        metric: str,
+        output: str,
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Pooled values of a system, paired differences to its anchor, and item-error counts."""
+        values, diffs = [], []
+        n_na = n_failed = 0
+        ref = self.anchor(anchor_system, anchor_runs, metric, output) if anchor_runs else None
+        for rid, seed in runs:
+            sc = self.loaded.scores.get((rid, metric))
+            if sc is None or output not in sc.values:
+                continue
+            v = sc.values[output]
+            values.append(v)
+            n_na += sc.n_not_applicable
+            n_failed += sc.n_failed
+            if ref is not None:
+                dense = ref[0].get(seed, ref[1])
+                codes = self.item_codes(rid, metric)
+                inside = codes < dense.size
+                a = np.full(v.size, np.nan)
+                a[inside] = dense[codes[inside]]
+                diffs.append(v - a)
+        pooled = np.concatenate(values) if values else np.array([])
+        d = np.concatenate(diffs) if diffs else np.array([])
+        return pooled[np.isfinite(pooled)], d[np.isfinite(d)], n_na, n_failed
+
+
+def summarise(
+    loaded: LoadedResults,
+    select: str = "val_loss",
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Summary:
+    """Pooled means, bootstrap intervals, deltas to the anchor, Wilcoxon p-values and ranks."""
+    if select not in SELECT_CHOICES:
+        raise ConfigError(f"select: expected one of {', '.join(SELECT_CHOICES)}, got {select!r}")
+    records = loaded.records
+    notes: list[str] = []
+    systems = _systems_frame(records, loaded, select)
+    runs_of = {
+        s: list(zip(g["run_id"], g["seed"]))
+        for s, g in records.drop_duplicates("run_id").groupby("system", sort=False)
+    }
+    anchors: dict[Any, str] = {}
+    for row in systems[systems["is_anchor"]].itertuples():
+        if row.backbone in anchors:
+            notes.append(
+                f"backbone {row.backbone} has several anchor systems; deltas use {anchors[row.backbone]}"
+            )
+            continue
+        anchors[row.backbone] = row.system
+    for bb in sorted(set(systems["backbone"]) - set(anchors), key=str):
+        notes.append(f"backbone {bb} has no zero-shot anchor run: no deltas for its systems")
+
+    keys = records.drop_duplicates(["system", "metric", "output"])[
+        ["system", "metric", "output", "output_index", "is_headline", "higher_is_better", "unit"]
+        + ["metric_version"]
+    ]
+    rows, pooled_cols, diff_cols = [], [], []
+    backbone_of = dict(zip(systems["system"], systems["backbone"]))
+    pairing = _Pairing(loaded)
+    for k in keys.itertuples(index=False):
+        anchor = anchors.get(backbone_of[k.system])
+        anchor_runs = runs_of[anchor] if anchor and anchor != k.system else []
+        pooled, diffs, n_na, n_failed = pairing.pooled(
+            runs_of[k.system], anchor, anchor_runs, k.metric, k.output
+        )
+        if not pooled.size:  # no per-utterance rows: fall back on the records' own numbers
+            recs = records[
+                (records["system"] == k.system)
+                & (records["metric"] == k.metric)
+                & (records["output"] == k.output)
+            ]
+            pooled = pd.to_numeric(recs["record_mean"], errors="coerce").dropna().to_numpy()
+        pooled_cols.append(pooled)
+        diff_cols.append(diffs)
+        rows.append(
+            {
+                **k._asdict(),
+                "mean": float(pooled.mean()) if pooled.size else math.nan,
+                "n": int(pooled.size),
+                "n_not_applicable": n_na,
+                "n_item_errors": n_failed,
+                "delta": float(diffs.mean()) if diffs.size else math.nan,
+                "n_pairs": int(diffs.size),
+            }
+        )
+    boot = Bootstrapper(confidence=confidence, n_resamples=n_resamples, seed=seed)
+    ci_low, ci_high = boot.ci(pooled_cols)
+    d_low, d_high = boot.ci(diff_cols)
+    pvals = paired_wilcoxon_many(diff_cols)
+    table = pd.DataFrame(rows)
+    table["ci_low"], table["ci_high"] = ci_low, ci_high
+    table["delta_ci_low"], table["delta_ci_high"] = d_low, d_high
+    table["p_value"] = pvals
+    table["stars"] = [stars(p) for p in pvals]
+    signed = table["mean"].where(table["higher_is_better"], -table["mean"])
+    table["rank"] = (
+        signed.groupby([table["metric"], table["output"]])
+        .rank(ascending=False, method="min")
+        .astype("Int64")
+    )
+    table = table.merge(
+        systems[["system", "label", "is_anchor", "backbone", "method"]], on="system", how="left"
+    )
+    head = table[table["is_headline"]]
+    mean_rank = head.groupby("system")["rank"].mean()
+    systems["mean_rank"] = systems["system"].map(mean_rank)
+    systems = systems.sort_values(
+        ["backbone", "is_anchor", "mean_rank", "label"], ascending=[True, False, True, True]
+    ).reset_index(drop=True)
+
+    per_seed = records[
+        ["system", "run_id", "seed", "metric", "output", "output_index", "is_headline"]
+        + ["record_mean", "record_ci_low", "record_ci_high", "record_n"]
+    ].rename(
+        columns={
+            "record_mean": "mean",
+            "record_ci_low": "ci_low",
+            "record_ci_high": "ci_high",
+            "record_n": "n",
+        }
+    )
+    ck_rows = []
+    run_system = dict(zip(records["run_id"], records["system"]))
+    run_seed = dict(zip(records["run_id"], records["seed"]))
+    for rid, ck in loaded.checkpoints.items():
+        if rid not in run_system:
+            continue
+        chosen = _selected_step(ck, select)
+        for c in ck["checkpoints"]:
+            ck_rows.append(
+                {
+                    "run_id": rid,
+                    "system": run_system[rid],
+                    "seed": run_seed[rid],
+                    "step": c["step"],
+                    "val_loss": c.get("val_loss"),
+                    "dev_score": c.get("dev_score"),
+                    "dev_metric": ck.get("dev_metric"),
+                    "selected": c["step"] == chosen,
+                }
+            )
+    checkpoints = pd.DataFrame(
+        ck_rows,
+        columns=[
+            "run_id",
+            "system",
+            "seed",
+            "step",
+            "val_loss",
+            "dev_score",
+            "dev_metric",
+            "selected",
+        ],
+    )
+    return Summary(
+        suite=loaded.suite,
+        systems=systems,
+        table=table,
+        per_seed=per_seed,
+        checkpoints=checkpoints,
+        select=select,
+        confidence=confidence,
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return "–"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def _digits(table: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Decimal places per metric output: enough to show the interval width."""
+    out = {}
+    for (metric, output), grp in table.groupby(["metric", "output"]):
+        width = (grp["ci_high"] - grp["ci_low"]).abs().median()
+        if not width or math.isnan(width):
+            width = abs(grp["mean"]).median() or 1.0
+        out[(metric, output)] = int(min(4, max(1, 1 - math.floor(math.log10(width)))))
+    return out
+
+
+def _arrow(hib: bool) -> str:
+    return "↑" if hib else "↓"
+
+
+def headline_frame(summary: Summary, with_ci: bool = True) -> pd.DataFrame:
+    """The human table: one row per system, headline metrics as mean [CI], Δ with stars, rank."""
+    table = summary.table
+    head = table[table["is_headline"]].copy()
+    digits = _digits(table)
+    metrics = list(dict.fromkeys(head.sort_values("metric")["metric"]))
+    frame = pd.DataFrame(
+        {
+            "System": summary.systems["label"]
+            + np.where(summary.systems["is_anchor"], " (anchor)", ""),
+            "Seeds": summary.systems["seeds"],
+            "Trainable %": summary.systems["trainable_share_pct"].map(lambda v: _fmt(v, 2)),
+            "Adapter MB": summary.systems["adapter_mb"].map(lambda v: _fmt(v, 1)),
+        }
+    )
+    index = {s: i for i, s in enumerate(summary.systems["system"])}
+    for metric in metrics:
+        rows = head[head["metric"] == metric]
+        first = rows.iloc[0]
+        name = f"{metric}.{first['output']} {_arrow(first['higher_is_better'])}"
+        dg = digits[(metric, first["output"])]
+        cells = [""] * len(frame)
+        deltas = [""] * len(frame)
+        ranks = [""] * len(frame)
+        for r in rows.itertuples():
+            i = index[r.system]
+            cells[i] = _fmt(r.mean, dg) + (
+                f" [{_fmt(r.ci_low, dg)}, {_fmt(r.ci_high, dg)}]" if with_ci else ""
+            )
+            if r.is_anchor:
+                deltas[i] = "anchor"
+            elif not math.isnan(r.delta):
+                deltas[i] = f"{r.delta:+.{dg}f}{r.stars}"
+            ranks[i] = "" if r.rank is pd.NA else str(int(r.rank))
+        frame[name] = cells
+        frame[f"Δ {metric}"] = deltas
+        frame[f"# {metric}"] = ranks
+    frame["Mean rank"] = summary.systems["mean_rank"].map(lambda v: _fmt(v, 1))
+    frame["Val loss"] = summary.systems["selected_val_loss"].map(lambda v: _fmt(v, 3))
+    return frame
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in frame.columns) + "|")
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _failures_frame(loaded: LoadedResults) -> pd.DataFrame:
+    rows = [
+        {"Run": f.run_id, "Status": f.status, "Metric": f.metric or "", "Error": f.error}
+        for f in loaded.failed_runs + loaded.failed_records
+    ]
+    rows += [
+        {"Run": r, "Status": "unfinished", "Metric": "", "Error": "no DONE marker (will be redone)"}
+        for r in loaded.unfinished_runs
+    ]
+    return pd.DataFrame(rows, columns=["Run", "Status", "Metric", "Error"])
+
+
+def _item_issues_frame(summary: Summary) -> pd.DataFrame:
+    head = summary.table[summary.table["is_headline"]]
+    grp = head.groupby("metric")[["n", "n_not_applicable", "n_item_errors"]].sum()
+    grp = grp.reset_index().rename(
+        columns={
+            "metric": "Metric",
+            "n": "Scored items",
+            "n_not_applicable": "Not applicable",
+            "n_item_errors": "Failed items",
+        }
+    )
+    return grp
+
+
+def _per_seed_frame(summary: Summary) -> pd.DataFrame:
+    ps = summary.per_seed[summary.per_seed["is_headline"]]
+    digits = _digits(summary.table)
+    labels = dict(zip(summary.systems["system"], summary.systems["label"]))
+    ps = ps.assign(
+        cell=[
+            f"{_fmt(m, digits.get((mt, o), 3))} [{_fmt(lo, digits.get((mt, o), 3))}, "
+            f"{_fmt(hi, digits.get((mt, o), 3))}]"
+            for m, lo, hi, mt, o in zip(
+                ps["mean"], ps["ci_low"], ps["ci_high"], ps["metric"], ps["output"]
+            )
+        ],
+        System=ps["system"].map(labels),
+        Seed=ps["seed"].astype(str),
+    )
+    wide = ps.pivot_table(
+        index=["System", "Seed"], columns="metric", values="cell", aggfunc="first"
+    )
+    order = {lab: i for i, lab in enumerate(summary.systems["label"])}
+    wide = wide.reset_index()
+    wide = wide.sort_values(
+        ["System", "Seed"], key=lambda s: s.map(order) if s.name == "System" else s
+    )
+    wide.columns.name = None
+    return wide
+
+
+def _legend(summary: Summary) -> list[str]:
+    pct = int(round(summary.confidence * 100))
+    return [
+        f"Means with {pct} % bootstrap intervals over utterances (BCa, seeds pooled).",
+        "Δ: mean paired difference to the zero-shot anchor of the same backbone (items paired by "
+        "id and seed); stars from a two-sided Wilcoxon signed-rank test: *** p < 0.001, "
+        "** p < 0.01, * p < 0.05.",
+        "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
+        f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",
+    ]
+
+
+def write_markdown(path: Path, loaded: LoadedResults, summary: Summary) -> None:
+    parts = [
+        f"# Leaderboard: {summary.suite}",
+        "",
+        f"{len(loaded.run_ids)} finished runs, {len(summary.systems)} systems, "
+        f"{len(loaded.failed_runs)} failed and {len(loaded.unfinished_runs)} unfinished runs.",
+        "",
+        _markdown_table(headline_frame(summary)),
+        "",
+        *[f"- {line}" for line in _legend(summary)],
+        "",
+        "## Per seed (headline outputs, from the records)",
+        "",
+        _markdown_table(_per_seed_frame(summary)),
+        "",
+        "## Items not scored",
+        "",
+        _markdown_table(_item_issues_frame(summary)),
+        "",
+    ]
+    fail = _failures_frame(loaded)
+    parts += ["## Failed runs", ""]
+    parts += [_markdown_table(fail) if len(fail) else "None.", ""]
+    if summary.notes:
+        parts += ["## Notes", "", *[f"- {n}" for n in summary.notes], ""]
+    parts += ["All outputs of every metric are in leaderboard.csv (tidy long format).", ""]
+    atomic_write_text(path, "\n".join(parts))
+
+
+CSV_COLUMNS = [
+    "suite",
+    "scope",
+    "system",
+    "backbone",
+    "method",
+    "method_params",
+    "data_recipe",
+    "is_anchor",
+    "seed",
+    "run_id",
+    "metric",
+    "metric_version",
+    "output",
+    "is_headline",
+    "higher_is_better",
+    "unit",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_not_applicable",
+    "n_item_errors",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "n_pairs",
+    "p_value",
+    "stars",
+    "rank",
+    "trainable_params",
+    "total_params",
+    "trainable_share_pct",
+    "adapter_mb",
+    "selected_val_loss",
+]
+
+
+def csv_frame(summary: Summary) -> pd.DataFrame:
+    """Tidy long CSV: ``scope`` ``pooled`` rows hold the statistics, ``seed`` rows each run."""
+    sys_cols = systems_cols = summary.systems[
+        [
+            "system",
+            "label",
+            "method_params",
+            "data_recipe",
+            "trainable_params",
+            "total_params",
+            "trainable_share_pct",
+            "adapter_mb",
+            "selected_val_loss",
+        ]
+    ]
+    pooled = summary.table.drop(columns=["label"]).merge(systems_cols, on="system")
+    pooled = pooled.assign(scope="pooled", seed="all", run_id="")
+    meta = summary.table[
+        ["system", "metric", "output", "metric_version", "higher_is_better", "unit", "is_anchor"]
+        + ["backbone", "method"]
+    ]
+    seeds = summary.per_seed.merge(meta, on=["system", "metric", "output"]).merge(
+        sys_cols, on="system"
+    )
+    seeds = seeds.assign(scope="seed")
+    frame = pd.concat([pooled, seeds], ignore_index=True)
+    frame["system"] = frame["label"]
+    frame["suite"] = summary.suite
+    frame = frame.sort_values(
+        ["system", "metric", "output_index", "scope", "seed"], key=lambda s: s.astype(str)
+    )
+    return frame.reindex(columns=CSV_COLUMNS)
+
+
+def build_leaderboard(
+    results_dir: Path,
+    suite: str,
+    select: str = "val_loss",
+    headlines: dict[str, str] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+) -> dict[str, Path]:
+    """Write ``results_dir/suite/leaderboard.{md,csv,html}`` from the suite's records.
+
+    ``select`` names the checkpoint-selection rule whose validation loss is shown and marked in the
+    plots (``val_loss`` or ``dev_score``). ``headlines`` maps metric -> headline output for records
+    that do not name one (the CLI passes ``Metric.headline().name`` from the registry); without it
+    a record's ``headline`` field, an output named like the metric, or its first output is used.
+    Raises :class:`TTSAdaptError` on mixed metric versions or when no run has finished.
+    """
+    from .plots import render_html  # matplotlib only when writing
+
+    suite_dir = Path(results_dir) / suite
+    if not suite_dir.is_dir():
+        known = ", ".join(list_suites(Path(results_dir))) or "none"
+        raise TTSAdaptError(f"{suite_dir}: no such suite folder (suites found: {known})")
+    loaded = load_results(suite_dir, headlines=headlines)
+    if not len(loaded.records):
+        raise TTSAdaptError(
+            f"{suite_dir}: no finished runs with records (runs/<id>/DONE and records/*.json); "
+            f"{len(loaded.failed_runs)} failed, {len(loaded.unfinished_runs)} unfinished. "
+            f"Run the suite first: ttsadapt run SUITE.toml"
+        )
+    check_metric_versions(loaded)
+    summary = summarise(loaded, select=select, n_resamples=n_resamples)
+    paths = {
+        "md": suite_dir / "leaderboard.md",
+        "csv": suite_dir / "leaderboard.csv",
+        "html": suite_dir / "leaderboard.html",
+    }
+    write_markdown(paths["md"], loaded, summary)
+    atomic_write_text(paths["csv"], csv_frame(summary).to_csv(index=False))
+    atomic_write_text(
+        paths["html"],
+        render_html(
+            summary,
+            tables={
+                "Leaderboard": headline_frame(summary),
+                "Per seed (headline outputs, from the records)": _per_seed_frame(summary),
+                "Items not scored": _item_issues_frame(summary),
+                "Failed runs": _failures_frame(loaded),
+            },
+            legend=_legend(summary),
+            n_runs=len(loaded.run_ids),
+        ),
+    )
+    return paths

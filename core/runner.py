@@ -1,0 +1,669 @@
+"""The runner: for each planned run, adapt → synthesise the evaluation set → score → records.
+
+Everything a run produces lands in its own folder of the record store (see :mod:`ttsadapt.records`).
+A run that raises is recorded as failed with its error and traceback; the suite goes on. Re-running
+a suite skips finished runs, retries failed and half-written ones and scores metrics a finished run
+lacks (``--overwrite only-missing``, the default); ``never`` touches no finished run; ``always``
+redoes every run from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .audio import load_audio, write_audio
+from .components import AdaptResult, Backbone, Method, Metric, RunContext, TrainingData
+from .errors import ItemError, TTSAdaptError
+from .executors import Executor, LocalExecutor
+from .provenance import provenance, resolve_device
+from .records import SCHEMA_VERSION, atomic_write_json, atomic_write_jsonl, read_jsonl
+from .registry import Registry
+from .store import RunLockedError, RunStore
+from .suite import Run, Suite
+from .types import Clip, EvalItem, ItemScore, SynthesisRequest
+
+OVERWRITE_MODES = ("never", "only-missing", "always")
+NOT_APPLICABLE = "not applicable"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    label: str
+    status: str  # ok | failed | skipped | locked | rescored
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SuiteSummary:
+    suite: str
+    results: Path
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.status for o in self.outcomes))
+
+
+@dataclass
+class EvalSet:
+    """The suite's fixed evaluation set, loaded once per process."""
+
+    clips: list[Clip]
+    prompts: dict[str, Clip]  # speaker -> reference clip of that speaker (not from the eval split)
+    quarantine: list[Any]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class SuiteRunner:
+    """Runs a validated :class:`Suite` into a results folder."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        registry: Registry,
+        results: Path | str = "results",
+        overwrite: str = "only-missing",
+        device: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        if overwrite not in OVERWRITE_MODES:
+            raise TTSAdaptError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
+        self.suite = suite
+        self.registry = registry
+        self.store = RunStore(results, suite.name)
+        self.overwrite = overwrite
+        self.device = resolve_device(device or suite.spec.device)
+        self.cache_dir = cache_dir
+        self._clips: list[Clip] | None = None
+        self._quarantine: list[Any] = []
+        self._eval: EvalSet | None = None
+        self._metrics: dict[str, Metric] = {}
+        self._scorer: Any = None
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self) -> list[tuple[Run, str]]:
+        """Each run with what will happen to it: run, skip or rescore (missing metrics)."""
+        statuses = self.store.scan()
+        plan = []
+        for run in self.suite.runs:
+            status = statuses.get(run.run_id, "missing")
+            if self.overwrite == "always" or status in ("missing", "partial", "failed"):
+                plan.append((run, "run"))
+            elif self.overwrite == "only-missing" and self._missing_metrics(run):
+                plan.append((run, "rescore"))
+            else:
+                plan.append((run, "skip"))
+        return plan
+
+    def _missing_metrics(self, run: Run) -> list[dict[str, Any]]:
+        have = self.store.recorded_metrics(run.run_id)
+        return [m for m in run.metrics if have.get(m["name"]) != m["version"]]
+
+    # ------------------------------------------------------------------ executing
+
+    def run(self, executor: Executor | None = None) -> SuiteSummary:
+        self.store.ensure_writable()
+        from .records import atomic_write_text
+
+        atomic_write_text(self.store.suite_dir / "suite.toml", self.suite.raw)
+        plan = self.plan()
+        actions = {run.run_id: action for run, action in plan}
+        summary = SuiteSummary(self.suite.name, self.store.results)
+        for run, action in plan:
+            if action == "skip":
+                summary.outcomes.append(RunOutcome(run.run_id, run.label(), "skipped"))
+        todo = [run for run, action in plan if action != "skip"]
+        if self.overwrite == "always":
+            for run in todo:
+                self.store.remove(run.run_id)
+        executor = executor or LocalExecutor()
+
+        def one(run: Run) -> RunOutcome:
+            return self.execute(run, rescore=actions[run.run_id] == "rescore")
+
+        for outcome in executor.map(one, todo):
+            summary.outcomes.append(outcome)
+        return summary
+
+    def execute(self, run: Run, rescore: bool = False) -> RunOutcome:
+        """Execute one run (or score its missing metrics); never raises for a component failure."""
+        t0 = time.perf_counter()
+        try:
+            with self.store.claim(run.run_id) as run_dir:
+                # another process may have finished it while we waited in the queue
+                if not rescore and self.overwrite != "always":
+                    if self.store.status(run.run_id) == "ok" and not self._missing_metrics(run):
+                        return RunOutcome(run.run_id, run.label(), "skipped")
+                if rescore:
+                    status, error = self._rescore(run, run_dir)
+                    return RunOutcome(
+                        run.run_id,
+                        run.label(),
+                        "rescored" if status == "ok" else status,
+                        error,
+                        time.perf_counter() - t0,
+                    )
+                status, error = self._execute(run)
+        except RunLockedError as exc:
+            return RunOutcome(run.run_id, run.label(), "locked", str(exc))
+        return RunOutcome(run.run_id, run.label(), status, error, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ data
+
+    def clips(self) -> list[Clip]:
+        if self._clips is None:
+            from .data.manifest import load_manifest
+
+            corpus = self.suite.spec.corpus
+            if corpus.manifest:
+                manifest = (self.suite.root / corpus.manifest).resolve()
+            else:
+                from .data.corpus import build_corpus
+
+                manifest = build_corpus(corpus.model_dump(exclude_none=True), self.cache_dir)
+            loaded = load_manifest(manifest)
+            self._clips = loaded.clips
+            self._quarantine = loaded.quarantine
+            if not self._clips:
+                raise TTSAdaptError(
+                    f"{manifest}: no usable clips ({len(loaded.quarantine)} quarantined)"
+                )
+        return self._clips
+
+    def eval_set(self) -> EvalSet:
+        if self._eval is None:
+            spec = self.suite.spec.evaluation
+            clips = self.clips()
+            speakers = set(spec.speakers) if spec.speakers else None
+            chosen = [
+                c
+                for c in clips
+                if c.split == spec.split and (speakers is None or c.speaker in speakers)
+            ]
+            if not chosen:
+                raise TTSAdaptError(
+                    f"suite {self.suite.path}: the evaluation set is empty (split {spec.split!r}"
+                    + (f", speakers {sorted(speakers)}" if speakers else "")
+                    + ")"
+                )
+            chosen = _round_robin_by_speaker(sorted(chosen, key=lambda c: c.id), spec.max_items)
+            prompts: dict[str, Clip] = {}
+            for c in sorted(clips, key=lambda c: c.id):
+                if c.split != spec.split and c.speaker not in prompts:
+                    prompts[c.speaker] = c
+            self._eval = EvalSet(chosen, prompts, self._quarantine)
+        return self._eval
+
+    def training_data(
+        self, run: Run, backbone: Backbone, logger: logging.Logger
+    ) -> tuple[TrainingData, dict[str, Any]]:
+        from .data.recipes import Recipe, prepare_training_data
+
+        eval_split = self.suite.spec.evaluation.split
+        pool = [c for c in self.clips() if c.split != eval_split]
+        recipe = Recipe.model_validate(run.recipe)
+        context: dict[str, Any] = {"registry": self.registry}
+        token_count = getattr(backbone, "token_count", None)
+        if callable(token_count):
+            context["token_count"] = token_count
+        prepared = prepare_training_data(pool, recipe, run.seed, self.registry, context)
+        for clip, reason in prepared.dropped:
+            logger.info("dropped %s: %s", clip.id, reason)
+        if not prepared.train:
+            raise TTSAdaptError(
+                f"data recipe {recipe.name!r} left no training clips "
+                f"({len(prepared.dropped)} dropped: {dict(Counter(r for _, r in prepared.dropped))})"
+            )
+        report = dict(prepared.report)
+        report.setdefault("n_train", len(prepared.train))
+        report.setdefault("n_validation", len(prepared.validation))
+        report.setdefault("dropped", dict(Counter(r for _, r in prepared.dropped)))
+        return TrainingData(prepared.train, prepared.validation), report
+
+    # ------------------------------------------------------------------ metrics
+
+    def metric_instances(self, names: Sequence[str] | None = None) -> dict[str, Metric]:
+        wanted = [m for m in self.suite.runs[0].metrics] if self.suite.runs else []
+        for m in wanted:
+            if m["name"] not in self._metrics:
+                cls = self.registry.get("metric", m["name"])
+                self._metrics[m["name"]] = cls(**m["params"])
+        if names is None:
+            return dict(self._metrics)
+        return {n: self._metrics[n] for n in names}
+
+    def scorer(self, metrics: dict[str, Metric]) -> Any:
+        from .scoring import Scorer
+
+        return Scorer(metrics, self.cache_dir)
+
+    # ------------------------------------------------------------------ one run
+
+    def _logger(self, run: Run, run_dir: Path) -> logging.Logger:
+        logger = logging.getLogger(f"ttsadapt.run.{run.run_id}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        return logger
+
+    def _execute(self, run: Run) -> tuple[str, str | None]:
+        run_dir = self.store.reset(run.run_id)
+        atomic_write_json(run_dir / "config.json", {**run.config(), "device": self.device})
+        config = {**run.config(), "run_dir": str(run_dir), "device": self.device}
+        logger = self._logger(run, run_dir)
+        logger.info("run %s: %s", run.run_id, run.label())
+        self.registry.pm.hook.ttsadapt_run_started(run=config)
+        timings: dict[str, float] = {}
+        summary: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            **run.config(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "provenance": provenance(self.device),
+        }
+        records: list[dict[str, Any]] = []
+        status, error = "ok", None
+        t_start = time.perf_counter()
+        try:
+            seed_everything(run.seed)
+            t = time.perf_counter()
+            backbone = self.registry.get("backbone", run.backbone)(**run.backbone_params)
+            backbone.load(self.device)
+            timings["load_s"] = time.perf_counter() - t
+            method: Method = self.registry.get("method", run.method)(**run.method_params)
+            eval_set = self.eval_set()
+            summary["data"] = {
+                "eval_items": len(eval_set.clips),
+                "quarantined": len(eval_set.quarantine),
+                "quarantine_reasons": dict(Counter(q.reason for q in eval_set.quarantine)),
+            }
+            t = time.perf_counter()
+            if method.trains:
+                data, report = self.training_data(run, backbone, logger)
+                summary["data"]["training"] = report
+            else:
+                data = TrainingData([], [])
+            ctx = RunContext(
+                run_dir=run_dir,
+                seed=run.seed,
+                device=self.device,
+                logger=logger,
+                progress=_progress,
+                dev_score=self._dev_scorer(data.validation) if method.trains else None,
+                dev_metric=self.suite.spec.evaluation.dev_metric,
+            )
+            result = method.adapt(backbone, data, ctx)
+            timings["adapt_s"] = time.perf_counter() - t
+            self._save_adapt_result(run_dir, backbone, method, result, logger)
+            summary["adapt"] = {
+                "trainable_params": result.trainable_params,
+                "total_params": result.total_params,
+                "adapter_bytes": result.adapter_bytes,
+                "selected": result.selected,
+                "stats": result.stats,
+            }
+            t = time.perf_counter()
+            items, synth_rows = self._synthesize(backbone, eval_set, run_dir, logger)
+            timings["synth_s"] = time.perf_counter() - t
+            del backbone
+            t = time.perf_counter()
+            records = self._score_and_record(run, run_dir, items, synth_rows, summary, run.metrics)
+            timings["score_s"] = time.perf_counter() - t
+        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, the suite goes on
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.error("run failed: %s", error)
+            (run_dir / "error.txt").write_text(error + "\n", encoding="utf-8")
+            (run_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        timings["total_s"] = time.perf_counter() - t_start
+        summary.update(
+            status=status,
+            error=error,
+            timings=timings,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            metrics_recorded=[r["metric"] for r in records],
+        )
+        self.store.mark_done(run_dir, status, summary)
+        self.registry.pm.hook.ttsadapt_run_finished(run=config, status=status, records=records)
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        return status, error
+
+    def _dev_scorer(self, validation: list[Clip]):
+        spec = self.suite.spec.evaluation
+        if not spec.dev_metric or spec.dev_items == 0 or not validation:
+            return None
+        dev_clips = sorted(validation, key=lambda c: c.id)[: spec.dev_items]
+        metric = self.metric_instances([spec.dev_metric])
+        sign = 1.0 if metric[spec.dev_metric].headline().higher_is_better else -1.0
+        headline = metric[spec.dev_metric].headline().name
+
+        def dev_score(backbone: Backbone) -> float:
+            eval_set = EvalSet(dev_clips, self.eval_set().prompts, [])
+            items, _ = self._synthesize(backbone, eval_set, None, None)
+            scores = self.scorer(metric).score(items, progress=False)[spec.dev_metric]
+            vals = [s.values[headline] for s in scores if s.ok and headline in s.values]
+            return sign * float(np.mean(vals)) if vals else float("nan")
+
+        return dev_score
+
+    def _save_adapt_result(
+        self, run_dir: Path, backbone: Backbone, method: Method, result: AdaptResult, logger
+    ) -> None:
+        if result.checkpoints or result.selected:
+            atomic_write_json(
+                run_dir / "checkpoints.json",
+                {
+                    "checkpoints": [c.__dict__ for c in result.checkpoints],
+                    "selected": result.selected,
+                },
+            )
+        if result.curves and not (run_dir / "curves.jsonl").exists():
+            atomic_write_jsonl(run_dir / "curves.jsonl", result.curves)
+        if method.trains and not result.adapter_bytes:
+            adapter_dir = run_dir / "adapter"
+            try:
+                backbone.save_adapter(adapter_dir)
+            except NotImplementedError:
+                logger.warning("backbone %s cannot save adapters", backbone.name)
+                return
+            result.adapter_bytes = _folder_bytes(adapter_dir)
+
+    # ------------------------------------------------------------------ synthesis
+
+    def _synthesize(
+        self, backbone: Backbone, eval_set: EvalSet, run_dir: Path | None, logger
+    ) -> tuple[list[EvalItem], list[dict[str, Any]]]:
+        """Speak every evaluation clip; a failing item gets an empty item with its error."""
+        spec = self.suite.spec.evaluation
+        items: list[EvalItem] = []
+        rows: list[dict[str, Any]] = []
+        sr = backbone.sample_rate
+        bar = tqdm(
+            total=len(eval_set.clips),
+            desc="synthesis",
+            unit="utt",
+            leave=False,
+            disable=run_dir is None,
+        )
+        for start in range(0, len(eval_set.clips), spec.batch_size):
+            batch = eval_set.clips[start : start + spec.batch_size]
+            requests = [self._request(c, eval_set, sr) for c in batch]
+            t = time.perf_counter()
+            try:
+                audios: list[Any] = list(backbone.synthesize(requests))
+                per_item = [(time.perf_counter() - t) / max(len(batch), 1)] * len(batch)
+                errors: list[str | None] = [None] * len(batch)
+            except Exception as exc:  # noqa: BLE001 - retry one by one to isolate the bad item
+                if logger:
+                    logger.warning("batch synthesis failed (%s); retrying item by item", exc)
+                audios, per_item, errors = [], [], []
+                for req in requests:
+                    t1 = time.perf_counter()
+                    try:
+                        audios.append(backbone.synthesize([req])[0])
+                        errors.append(None)
+                    except Exception as item_exc:  # noqa: BLE001
+                        audios.append(None)
+                        errors.append(f"synthesis failed: {type(item_exc).__name__}: {item_exc}")
+                    per_item.append(time.perf_counter() - t1)
+            for clip, audio, seconds, err in zip(batch, audios, per_item, errors):
+                if err is None:
+                    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+                    if audio.size == 0 or not np.isfinite(audio).all():
+                        err = "synthesis failed: empty or non-finite audio"
+                item = self._eval_item(clip, eval_set, audio if err is None else None, sr)
+                duration = (audio.size / sr) if err is None else 0.0
+                row = {
+                    "item": clip.id,
+                    "speaker": clip.speaker,
+                    "language": clip.language,
+                    "duration_s": duration,
+                    "synth_s": seconds,
+                    "rtf": (seconds / duration) if duration > 0 else None,
+                    "error": err,
+                }
+                if err is None and run_dir is not None:
+                    write_audio(run_dir / "audio" / f"{_safe(clip.id)}.wav", audio, sr)
+                if err is not None:
+                    item.audio = np.zeros(0, dtype=np.float32)
+                    if logger:
+                        logger.warning("item %s: %s", clip.id, err)
+                items.append(item)
+                rows.append(row)
+            bar.update(len(batch))
+        bar.close()
+        if run_dir is not None:
+            atomic_write_jsonl(run_dir / "synthesis.jsonl", rows)
+        return items, rows
+
+    def _request(self, clip: Clip, eval_set: EvalSet, sr: int) -> SynthesisRequest:
+        prompt = eval_set.prompts.get(clip.speaker)
+        prompt_audio = prompt_sr = None
+        if prompt is not None:
+            try:
+                prompt_audio, prompt_sr = load_audio(prompt.audio)
+            except ItemError:
+                prompt_audio = None
+        return SynthesisRequest(
+            id=clip.id,
+            text=clip.text,
+            language=clip.language,
+            speaker=clip.speaker,
+            prompt_audio=prompt_audio,
+            prompt_sample_rate=prompt_sr,
+            prompt_text=prompt.text if prompt is not None else None,
+        )
+
+    def _eval_item(self, clip: Clip, eval_set: EvalSet, audio, sr: int) -> EvalItem:
+        item = EvalItem(
+            id=clip.id,
+            audio=audio if audio is not None else np.zeros(0, dtype=np.float32),
+            sample_rate=sr,
+            text=clip.text,
+            language=clip.language,
+            speaker=clip.speaker,
+        )
+        reference = clip.ref_audio or clip.audio
+        try:
+            item.reference_audio, item.reference_sample_rate = load_audio(reference)
+        except ItemError:
+            pass
+        prompt = eval_set.prompts.get(clip.speaker)
+        if prompt is not None:
+            try:
+                item.speaker_prompt, item.speaker_prompt_sample_rate = load_audio(prompt.audio)
+            except ItemError:
+                pass
+        return item
+
+    # ------------------------------------------------------------------ scoring + records
+
+    def _score_and_record(
+        self,
+        run: Run,
+        run_dir: Path,
+        items: list[EvalItem],
+        synth_rows: list[dict[str, Any]],
+        summary: dict[str, Any],
+        metrics: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        instances = self.metric_instances([m["name"] for m in metrics])
+        synth_errors = {r["item"]: r["error"] for r in synth_rows if r.get("error")}
+        to_score = [it for it in items if it.id not in synth_errors]
+        scored = self.scorer(instances).score(to_score) if to_score else {n: [] for n in instances}
+        records = []
+        adapt = summary.get("adapt", {})
+        for m in metrics:
+            name = m["name"]
+            by_id = {s.id: s for s in scored[name]}
+            scores = [
+                by_id.get(it.id) or ItemScore(it.id, error=synth_errors.get(it.id, "not scored"))
+                for it in items
+            ]
+            meta = {it.id: it for it in items}
+            atomic_write_jsonl(
+                run_dir / "scores" / f"{name}.jsonl",
+                (
+                    {
+                        "item": s.id,
+                        "speaker": meta[s.id].speaker,
+                        "language": meta[s.id].language,
+                        "values": s.values,
+                        "error": s.error,
+                        **({"extra": s.extra} if s.extra else {}),
+                    }
+                    for s in scores
+                ),
+            )
+            record = build_record(run, instances[name], m, scores, adapt, summary["provenance"])
+            atomic_write_json(run_dir / "records" / f"{name}.json", record)
+            records.append(record)
+        return records
+
+    def _rescore(self, run: Run, run_dir: Path) -> tuple[str, str | None]:
+        """Score the metrics a finished run lacks, from its saved audio."""
+        missing = self._missing_metrics(run)
+        summary = _read_json(run_dir / "run.json")
+        try:
+            eval_set = self.eval_set()
+            synth_rows = read_jsonl(run_dir / "synthesis.jsonl")
+            by_id = {c.id: c for c in eval_set.clips}
+            items = []
+            for row in synth_rows:
+                clip = by_id.get(row["item"])
+                if clip is None:
+                    continue
+                audio, sr = None, 0
+                if not row.get("error"):
+                    audio, sr = load_audio(run_dir / "audio" / f"{_safe(clip.id)}.wav")
+                items.append(self._eval_item(clip, eval_set, audio, sr))
+            records = self._score_and_record(run, run_dir, items, synth_rows, summary, missing)
+        except Exception as exc:  # noqa: BLE001
+            return "failed", f"rescoring failed: {type(exc).__name__}: {exc}"
+        summary["metrics_recorded"] = sorted(
+            set(summary.get("metrics_recorded", [])) | {r["metric"] for r in records}
+        )
+        self.store.mark_done(run_dir, summary.get("status", "ok"), summary)
+        return "ok", None
+
+
+def build_record(
+    run: Run,
+    metric: Metric,
+    metric_spec: dict[str, Any],
+    scores: list[ItemScore],
+    adapt: dict[str, Any],
+    prov: dict[str, Any],
+) -> dict[str, Any]:
+    """One record per run × metric: each output's mean with a 95 % bootstrap CI over utterances."""
+    from .stats import bootstrap_ci
+
+    outputs = {}
+    for out in metric.outputs:
+        vals = np.array(
+            [s.values[out.name] for s in scores if s.ok and out.name in s.values], dtype=float
+        )
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            lo, hi = bootstrap_ci(vals, seed=run.seed) if vals.size > 1 else (vals[0], vals[0])
+            mean = float(vals.mean())
+        else:
+            lo = hi = mean = None
+        outputs[out.name] = {
+            "mean": mean,
+            "ci_low": None if lo is None else float(lo),
+            "ci_high": None if hi is None else float(hi),
+            "n": int(vals.size),
+            "higher_is_better": out.higher_is_better,
+            "range": list(out.range),
+            "unit": out.unit,
+        }
+    errors = Counter(s.error for s in scores if not s.ok)
+    return {
+        "schema": SCHEMA_VERSION,
+        "suite": run.suite,
+        "suite_version": run.suite_version,
+        "run_id": run.run_id,
+        "backbone": run.backbone,
+        "backbone_version": run.backbone_version,
+        "backbone_params": run.backbone_params,
+        "method": run.method,
+        "method_version": run.method_version,
+        "method_params": run.method_params,
+        "is_anchor": run.is_anchor,
+        "data_recipe": run.data_recipe,
+        "seed": run.seed,
+        "metric": metric.name,
+        "metric_version": metric.version,
+        "metric_params": metric_spec["params"],
+        "outputs": outputs,
+        "n_items": len(scores),
+        "n_errors": sum(n for e, n in errors.items() if not e.startswith(NOT_APPLICABLE)),
+        "n_not_applicable": sum(n for e, n in errors.items() if e.startswith(NOT_APPLICABLE)),
+        "errors": dict(errors),
+        "trainable_params": adapt.get("trainable_params"),
+        "total_params": adapt.get("total_params"),
+        "adapter_bytes": adapt.get("adapter_bytes", 0),
+        "status": "ok",
+        "provenance": prov,
+    }
+
+
+def _round_robin_by_speaker(clips: list[Clip], cap: int | None) -> list[Clip]:
+    if cap is None or len(clips) <= cap:
+        return clips
+    """The first ``cap`` clips taken in turn from each speaker, so every voice is evaluated."""
+    by_spk: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_spk.setdefault(c.speaker, []).append(c)
+    longest = max(len(q) for q in by_spk.values())
+    interleaved = [
+        by_spk[s][i] for i in range(longest) for s in sorted(by_spk) if i < len(by_spk[s])
+    ]
+    return sorted(interleaved[:cap], key=lambda c: c.id)
+
+
+def _progress(total: int | None = None, desc: str = "", **kw: Any):
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, **kw)
+
+
+def _safe(item_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in item_id)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,361 @@
+"""Suites: declarative TOML files in ``benchmarks/``, validated, expanded into runs.
+
+A suite names its corpus, data recipes, backbones, methods (a list-valued parameter is a sweep:
+``rank = [8, 16, 32]`` makes three runs; write ``[[1, 2]]`` for one run whose value is a list),
+metrics, seeds, evaluation set, and the zero-shot anchor every leaderboard compares against.
+A run's id is a hash of its fully resolved config, so editing a default or bumping a component's
+version makes new runs instead of silently reusing old ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .registry import Registry
+
+DEFAULT_ANCHOR = "zero_shot"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(_Strict):
+    name: str = Field(description="registered component name (see `ttsadapt ls`)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CorpusSection(BaseModel):
+    """Where the clips come from: ``manifest = "path.jsonl"`` (relative to the suite file) or
+    ``builder = "offline"`` plus the builder's own fields (see ``ttsadapt data build --help``)."""
+
+    model_config = ConfigDict(extra="allow")
+    manifest: str | None = None
+    builder: str | None = None
+
+
+class EvaluationSection(_Strict):
+    split: str = Field("eval", description="manifest split holding the evaluation utterances")
+    speakers: list[str] | None = Field(None, description="only these speakers (default: all)")
+    max_items: int | None = Field(None, ge=1, description="cap on evaluation utterances")
+    dev_items: int = Field(4, ge=0, description="validation utterances for checkpoint selection")
+    dev_metric: str | None = Field(None, description="metric for perceptual checkpoint selection")
+    batch_size: int = Field(8, ge=1)
+
+
+class SuiteFile(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    version: str = "1"
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    anchor: str = DEFAULT_ANCHOR
+    device: str = "auto"
+    corpus: CorpusSection
+    data: list[dict[str, Any]] = Field(default_factory=list)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    backbones: list[ComponentSpec] = Field(min_length=1)
+    methods: list[ComponentSpec] = Field(min_length=1)
+    metrics: list[ComponentSpec] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        return v
+
+
+@dataclass
+class Run:
+    """One planned run: backbone × method(params) × data recipe × seed."""
+
+    run_id: str
+    suite: str
+    suite_version: str
+    backbone: str
+    backbone_version: str
+    backbone_params: dict[str, Any]
+    method: str
+    method_version: str
+    method_params: dict[str, Any]
+    is_anchor: bool
+    data_recipe: str | None
+    recipe: dict[str, Any] | None
+    seed: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # name, version, params
+    swept: tuple[str, ...] = ()  # parameter names that vary across the suite (shown in labels)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "suite_version": self.suite_version,
+            "backbone": self.backbone,
+            "backbone_version": self.backbone_version,
+            "backbone_params": self.backbone_params,
+            "method": self.method,
+            "method_version": self.method_version,
+            "method_params": self.method_params,
+            "is_anchor": self.is_anchor,
+            "data_recipe": self.data_recipe,
+            "recipe": self.recipe,
+            "seed": self.seed,
+            "metrics": self.metrics,
+        }
+
+    def label(self) -> str:
+        shown = {**self.backbone_params, **self.method_params}
+        params = ",".join(f"{k}={shown[k]}" for k in self.swept if k in shown)
+        method = f"{self.method}({params})" if params else self.method
+        data = f" on {self.data_recipe}" if self.data_recipe else ""
+        return f"{self.backbone} · {method}{data} · seed {self.seed}"
+
+
+@dataclass
+class Suite:
+    """A validated suite: the parsed file, its path, and the planned runs."""
+
+    path: Path
+    spec: SuiteFile
+    runs: list[Run]
+    raw: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+def canonical_hash(obj: Any, length: int = 12) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def expand_sweep(params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """All combinations of list-valued params (in key order), and the swept keys."""
+    keys = sorted(params)
+    swept = [k for k in keys if isinstance(params[k], list)]
+    axes = [params[k] if k in swept else [params[k]] for k in keys]
+    if any(len(a) == 0 for a in axes):
+        empty = [k for k, a in zip(keys, axes) if len(a) == 0]
+        raise ValueError(f"sweep over {empty[0]!r} is empty")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)], swept
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _validation_message(path: Path, prefix: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = _fmt_loc((prefix, *err["loc"]) if prefix else err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    got = err.get("input")
+    got_s = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+    more = f" (+{len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return f"{path}: field {where}: {msg}{got_s}{more}"
+
+
+def _resolve_component(
+    registry: Registry, kind: str, spec: ComponentSpec, path: Path, where: str
+) -> list[tuple[type, dict[str, Any], list[str]]]:
+    try:
+        cls = registry.get(kind, spec.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: field {where}.name: {exc}") from None
+    try:
+        combos, swept = expand_sweep(spec.params)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: field {where}.params: {exc}") from None
+    out = []
+    for combo in combos:
+        # a list of one list is a literal list value, not a sweep
+        combo = {
+            k: (v[0] if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) else v)
+            for k, v in combo.items()
+        }
+        try:
+            resolved = cls.resolve_params(combo)
+        except ValidationError as exc:
+            raise ConfigError(_validation_message(path, f"{where}.params", exc)) from None
+        out.append((cls, resolved, swept))
+    return out
+
+
+def load_suite(path: Path | str, registry: Registry) -> Suite:
+    """Parse, validate and expand a suite file. Raises :class:`ConfigError` with one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: suite file not found")
+    raw = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    try:
+        spec = SuiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, "", exc)) from None
+    return Suite(path=path, spec=spec, runs=plan_runs(path, spec, registry), raw=raw)
+
+
+def _validate_recipes(path: Path, spec: SuiteFile, registry: Registry) -> list[Any]:
+    from .data.recipes import Recipe
+
+    recipes = []
+    names = set()
+    for i, table in enumerate(spec.data):
+        try:
+            recipe = Recipe.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(_validation_message(path, f"data[{i}]", exc)) from None
+        if recipe.name in names:
+            raise ConfigError(
+                f"{path}: field data[{i}].name: duplicate recipe name {recipe.name!r}"
+            )
+        names.add(recipe.name)
+        for j, flt in enumerate(recipe.filters):
+            fname = flt.get("name") if isinstance(flt, dict) else None
+            if not fname:
+                raise ConfigError(
+                    f"{path}: field data[{i}].filters[{j}]: expected a table with `name`"
+                )
+            try:
+                fcls = registry.get("filter", fname)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: field data[{i}].filters[{j}].name: {exc}") from None
+            try:
+                fcls.resolve_params({k: v for k, v in flt.items() if k != "name"})
+            except ValidationError as exc:
+                raise ConfigError(
+                    _validation_message(path, f"data[{i}].filters[{j}]", exc)
+                ) from None
+        recipes.append(recipe)
+    return recipes
+
+
+def _validate_corpus(path: Path, spec: SuiteFile) -> None:
+    corpus = spec.corpus
+    if bool(corpus.manifest) == bool(corpus.builder):
+        raise ConfigError(
+            f'{path}: field corpus: expected exactly one of `manifest = "file.jsonl"` or '
+            f'`builder = "offline"`'
+        )
+    if corpus.manifest:
+        extra = sorted(set(corpus.model_dump(exclude_none=True)) - {"manifest"})
+        if extra:
+            raise ConfigError(f"{path}: field corpus.{extra[0]}: unknown key next to `manifest`")
+        return
+    from .data.corpus import CorpusSpec
+
+    try:
+        CorpusSpec.model_validate(corpus.model_dump(exclude_none=True))
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, "corpus", exc)) from None
+
+
+def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
+    _validate_corpus(path, spec)
+    recipes = _validate_recipes(path, spec, registry)
+
+    metrics = []
+    seen_metrics = set()
+    for i, mspec in enumerate(spec.metrics):
+        resolved = _resolve_component(registry, "metric", mspec, path, f"metrics[{i}]")
+        if len(resolved) != 1:
+            raise ConfigError(f"{path}: field metrics[{i}].params: metrics cannot be swept")
+        cls, params, _ = resolved[0]
+        if cls.name in seen_metrics:
+            raise ConfigError(f"{path}: field metrics[{i}].name: metric {cls.name!r} listed twice")
+        seen_metrics.add(cls.name)
+        metrics.append({"name": cls.name, "version": cls.version, "params": params})
+    if spec.evaluation.dev_metric and spec.evaluation.dev_metric not in seen_metrics:
+        raise ConfigError(
+            f"{path}: field evaluation.dev_metric: {spec.evaluation.dev_metric!r} is not one of the "
+            f"suite's metrics ({', '.join(sorted(seen_metrics))})"
+        )
+
+    method_names = [m.name for m in spec.methods]
+    if spec.anchor not in method_names:
+        raise ConfigError(
+            f"{path}: field anchor: the anchor method {spec.anchor!r} must be listed in [[methods]] "
+            f"(listed: {', '.join(method_names)})"
+        )
+    backbones = [
+        r
+        for i, b in enumerate(spec.backbones)
+        for r in _resolve_component(registry, "backbone", b, path, f"backbones[{i}]")
+    ]
+    methods = [
+        r
+        for i, m in enumerate(spec.methods)
+        for r in _resolve_component(registry, "method", m, path, f"methods[{i}]")
+    ]
+    corpus = spec.corpus.model_dump(exclude_none=True)
+    runs: list[Run] = []
+    ids: set[str] = set()
+    for (bcls, bparams, bswept), (mcls, mparams, mswept), seed in itertools.product(
+        backbones, methods, spec.seeds
+    ):
+        is_anchor = mcls.name == spec.anchor
+        if mcls.trains:
+            if not recipes:
+                raise ConfigError(
+                    f"{path}: field data: method {mcls.name!r} trains, so the suite needs at least "
+                    f"one [[data]] recipe"
+                )
+            recipe_list = [(r.name, r.model_dump(mode="json")) for r in recipes]
+        else:
+            recipe_list = [(None, None)]
+        for recipe_name, recipe in recipe_list:
+            identity = {
+                "suite": spec.name,
+                "corpus": corpus,
+                "evaluation": spec.evaluation.model_dump(mode="json"),
+                "backbone": [bcls.name, bcls.version, bparams],
+                "method": [mcls.name, mcls.version, mparams],
+                "recipe": recipe,
+                "seed": seed,
+            }
+            run_id = f"{bcls.name}-{mcls.name}-{canonical_hash(identity)}"
+            if run_id in ids:
+                continue
+            ids.add(run_id)
+            run = Run(
+                run_id=run_id,
+                suite=spec.name,
+                suite_version=spec.version,
+                backbone=bcls.name,
+                backbone_version=bcls.version,
+                backbone_params=bparams,
+                method=mcls.name,
+                method_version=mcls.version,
+                method_params=mparams,
+                is_anchor=is_anchor,
+                data_recipe=recipe_name,
+                recipe=recipe,
+                seed=seed,
+                metrics=metrics,
+            )
+            run.swept = tuple(bswept) + tuple(mswept)
+            runs.append(run)
+    return runs

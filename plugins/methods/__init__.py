@@ -1,0 +1,1 @@
+"""Built-in adaptation methods: the zero-shot anchor, LoRA, LM-only LoRA and full fine-tuning."""

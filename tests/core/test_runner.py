@@ -1,0 +1,236 @@
+"""The runner and record store: records, failures, resume, overwrite modes, kills, concurrency."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import DOUBLES, SUPPORT, cli, make_corpus, suite_text, write_suite
+
+from ttsadapt.registry import build_registry
+from ttsadapt.runner import SuiteRunner
+from ttsadapt.suite import load_suite
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return build_registry(extra_modules=[DOUBLES], autoload=False)
+
+
+@pytest.fixture()
+def manifest(tmp_path):
+    return make_corpus(tmp_path / "corpus")
+
+
+def run_suite(path, registry, results, overwrite="only-missing"):
+    suite = load_suite(path, registry)
+    return suite, SuiteRunner(suite, registry, results=results, overwrite=overwrite).run()
+
+
+def snapshot(results: Path, suite: str) -> dict:
+    """Everything a run records that must not depend on timing or on how often it was resumed."""
+    out = {}
+    for run_dir in sorted((results / suite / "runs").iterdir()):
+        if not run_dir.is_dir():
+            continue
+        files = {}
+        for f in sorted(run_dir.rglob("*")):
+            rel = f.relative_to(run_dir).as_posix()
+            if f.is_dir() or rel in ("run.log", "run.json") or rel.startswith("checkpoints"):
+                continue
+            if f.suffix == ".json" and rel.startswith("records/"):
+                rec = json.loads(f.read_text())
+                rec.pop("provenance")
+                files[rel] = rec
+            elif rel == "synthesis.jsonl":
+                files[rel] = [
+                    {k: v for k, v in json.loads(line).items() if k not in ("synth_s", "rtf")}
+                    for line in f.read_text().splitlines()
+                ]
+            else:
+                files[rel] = f.read_bytes()
+        out[run_dir.name] = files
+    return out
+
+
+def test_a_suite_writes_records_for_every_run(tmp_path, manifest, registry):
+    suite, summary = run_suite(write_suite(tmp_path, manifest), registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 3}
+    for run in suite.runs:
+        run_dir = tmp_path / "res" / "t" / "runs" / run.run_id
+        assert (run_dir / "DONE").is_file() and (run_dir / "run.log").is_file()
+        rec = json.loads((run_dir / "records" / "double_rms.json").read_text())
+        assert rec["run_id"] == run.run_id and rec["is_anchor"] == run.is_anchor
+        assert rec["outputs"]["rms_db"]["n"] == 4
+        assert (
+            rec["outputs"]["rms_db"]["ci_low"]
+            <= rec["outputs"]["rms_db"]["mean"]
+            <= rec["outputs"]["rms_db"]["ci_high"]
+        )
+        prov = rec["provenance"]
+        assert prov["packages"]["torch"] and prov["device"].startswith("cpu")
+        assert len(list((run_dir / "audio").glob("*.wav"))) == 4
+        rows = (run_dir / "scores" / "double_rms.jsonl").read_text().splitlines()
+        assert len(rows) == 4
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "ok" and set(info["timings"]) >= {"adapt_s", "synth_s", "score_s"}
+        if not run.is_anchor:
+            assert (run_dir / "adapter" / "gain.txt").is_file()
+            assert (run_dir / "curves.jsonl").is_file()
+    # the trained gain (0.5 / 0.9 target) changes the level: records differ between systems
+    levels = {
+        json.loads((tmp_path / "res/t/runs" / r.run_id / "records/double_rms.json").read_text())[
+            "outputs"
+        ]["rms_db"]["mean"]
+        for r in suite.runs
+    }
+    assert len(levels) == 3
+
+
+def test_rerun_skips_finished_runs_and_never_duplicates(tmp_path, manifest, registry):
+    path = write_suite(tmp_path, manifest)
+    run_suite(path, registry, tmp_path / "res")
+    before = snapshot(tmp_path / "res", "t")
+    _, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"skipped": 3}
+    assert snapshot(tmp_path / "res", "t") == before
+
+
+def test_failed_run_is_recorded_and_the_suite_goes_on(tmp_path, manifest, registry):
+    methods = (
+        '[[methods]]\nname = "double_anchor"\n\n'
+        '[[methods]]\nname = "double_nudge"\nparams = { fail = [true, false] }\n'
+    )
+    path = write_suite(tmp_path, manifest, methods=methods)
+    suite, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 2, "failed": 1}
+    failed = next(o for o in summary.outcomes if o.status == "failed")
+    run_dir = tmp_path / "res" / "t" / "runs" / failed.run_id
+    assert "double_nudge was told to fail" in (run_dir / "error.txt").read_text()
+    assert "Traceback" in (run_dir / "traceback.txt").read_text()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    # a re-run retries the failed run (and only it)
+    _, again = run_suite(path, registry, tmp_path / "res")
+    assert again.counts() == {"skipped": 2, "failed": 1}
+
+
+def test_one_bad_clip_does_not_sink_the_run(tmp_path, manifest, registry):
+    path = write_suite(tmp_path, manifest, backbone_params='params = { fail_on_text = "charlie" }')
+    suite, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 3}
+    run = suite.runs[0]
+    rec = json.loads((tmp_path / "res/t/runs" / run.run_id / "records/double_rms.json").read_text())
+    assert rec["n_errors"] >= 1 and rec["outputs"]["rms_db"]["n"] == 4 - rec["n_errors"]
+    assert any(
+        reason.startswith("synthesis failed: RuntimeError: cannot speak")
+        for reason in rec["errors"]
+    )
+
+
+def test_overwrite_modes(tmp_path, manifest, registry):
+    path = write_suite(tmp_path, manifest)
+    run_suite(path, registry, tmp_path / "res")
+    # a second metric added to the suite: only-missing scores it from the saved audio
+    (tmp_path / "more.toml").write_text(
+        suite_text(manifest) + '\n[[metrics]]\nname = "double_rms_copy"\n'
+    )
+    reg = build_registry(extra_modules=[DOUBLES, "ttsadapt_test_doubles_extra"], autoload=False)
+    _, never = run_suite(tmp_path / "more.toml", reg, tmp_path / "res", overwrite="never")
+    assert never.counts() == {"skipped": 3}
+    _, only = run_suite(tmp_path / "more.toml", reg, tmp_path / "res", overwrite="only-missing")
+    assert only.counts() == {"rescored": 3}
+    assert len(list((tmp_path / "res/t/runs").glob("*/records/double_rms_copy.json"))) == 3
+    _, always = run_suite(tmp_path / "more.toml", reg, tmp_path / "res", overwrite="always")
+    assert always.counts() == {"ok": 3}
+
+
+def test_half_written_run_is_redone(tmp_path, manifest, registry):
+    path = write_suite(tmp_path, manifest)
+    suite, _ = run_suite(path, registry, tmp_path / "res")
+    clean = snapshot(tmp_path / "res", "t")
+    run_dir = tmp_path / "res" / "t" / "runs" / suite.runs[1].run_id
+    (run_dir / "DONE").unlink()
+    (run_dir / "records" / "double_rms.json").write_text('{"torn": ')
+    (run_dir / "stale.tmp").write_text("left by a killed process")
+    _, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"skipped": 2, "ok": 1}
+    assert snapshot(tmp_path / "res", "t") == clean
+
+
+def test_results_folder_not_writable(tmp_path, manifest):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = cli(
+        "-p",
+        DOUBLES,
+        "run",
+        str(write_suite(tmp_path, manifest)),
+        "--results",
+        str(blocker / "res"),
+    )
+    assert r.returncode == 1
+    assert f"results folder {blocker / 'res'} is not writable" in r.stderr
+
+
+def _spawn_run(suite: Path, results: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SUPPORT), "TQDM_DISABLE": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ttsadapt",
+            "-p",
+            DOUBLES,
+            "run",
+            str(suite),
+            "--results",
+            str(results),
+            "--no-leaderboard",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+SLOW = "params = { sleep_s = 0.05 }"
+
+
+def test_sigkill_at_any_moment_then_rerun_gives_the_clean_records(tmp_path, manifest):
+    path = write_suite(tmp_path, manifest, backbone_params=SLOW)
+    clean_res = tmp_path / "clean"
+    r = cli("-p", DOUBLES, "run", str(path), "--results", str(clean_res), "--no-leaderboard")
+    assert r.returncode == 0, r.stderr
+    clean = snapshot(clean_res, "t")
+    killed_res = tmp_path / "killed"
+    for delay in (1.2, 1.6, 2.0, 2.5, 3.0):  # start-up takes ~1 s; each run ~0.5 s
+        proc = _spawn_run(path, killed_res)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    r = cli("-p", DOUBLES, "run", str(path), "--results", str(killed_res), "--no-leaderboard")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(killed_res, "t") == clean
+    leftovers = [p for p in (killed_res / "t").rglob("*.tmp")]
+    assert not leftovers, leftovers
+
+
+def test_two_processes_on_one_results_folder(tmp_path, manifest):
+    path = write_suite(tmp_path, manifest, backbone_params=SLOW)
+    res = tmp_path / "res"
+    a, b = _spawn_run(path, res), _spawn_run(path, res)
+    out_a, out_b = a.communicate(timeout=300), b.communicate(timeout=300)
+    assert a.returncode == 0 and b.returncode == 0, (out_a, out_b)
+    runs = [p for p in (res / "t" / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 3
+    for run_dir in runs:
+        assert json.loads((run_dir / "DONE").read_text())["status"] == "ok"
+        assert len(list((run_dir / "records").glob("*.json"))) == 1
+    # afterwards every run is finished: a third process has nothing to do
+    r = cli("-p", DOUBLES, "run", str(path), "--results", str(res), "--no-leaderboard")
+    assert "3 skipped" in r.stdout

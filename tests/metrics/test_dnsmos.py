@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from ttsadapt.plugins.metrics.dnsmos import DNSMOS
+from ttsadapt.types import EvalItem
+
+
+@pytest.fixture(scope="module")
+def metric():
+    m = DNSMOS()
+    m.setup()
+    return m
+
+
+def test_agrees_with_speechmos(metric, librivox):
+    import speechmos.dnsmos as reference
+
+    clips = librivox[:2]
+    ours = metric.score([EvalItem(id=c[0], audio=c[1], sample_rate=c[2]) for c in clips])
+    for (_, audio, sr, _), s in zip(clips, ours):
+        ref = reference.run(audio, sr)
+        for out, key in (("ovrl", "ovrl_mos"), ("sig", "sig_mos"), ("bak", "bak_mos")):
+            assert abs(s.values[out] - float(ref[key])) < 0.01
+        assert abs(s.values["p808"] - float(ref["p808_mos"])) < 0.01
+
+
+def test_any_rate_channels_and_pcm_format(metric, librivox):
+    _, audio, sr, _ = librivox[1]
+    import soxr
+
+    stereo_int16 = (np.stack([audio, audio], axis=1) * 32767).astype(np.int16)
+    at_44k = soxr.resample(audio, sr, 44100).astype(np.float32)
+    base, s2, s3 = metric.score(
+        [
+            EvalItem(id="a", audio=audio, sample_rate=sr),
+            EvalItem(id="b", audio=stereo_int16, sample_rate=sr),
+            EvalItem(id="c", audio=at_44k, sample_rate=44100),
+        ]
+    )
+    for other in (s2, s3):
+        assert other.ok
+        assert abs(other.values["ovrl"] - base.values["ovrl"]) < 0.05
+
+
+def test_noise_lowers_bak_and_bad_items_get_error_rows(metric, librivox):
+    _, audio, sr, _ = librivox[1]
+    noisy = audio + 0.05 * np.random.default_rng(0).standard_normal(audio.size).astype(np.float32)
+    nan = audio.copy()
+    nan[10] = np.nan
+    clean, dirty, e1, e2, e3 = metric.score(
+        [
+            EvalItem(id="clean", audio=audio, sample_rate=sr),
+            EvalItem(id="noisy", audio=np.clip(noisy, -1, 1), sample_rate=sr),
+            EvalItem(id="nan", audio=nan, sample_rate=sr),
+            EvalItem(id="short", audio=audio[:800], sample_rate=sr),
+            EvalItem(id="empty", audio=np.zeros(0, np.float32), sample_rate=sr),
+        ]
+    )
+    assert dirty.values["bak"] < clean.values["bak"] - 0.5
+    assert e1.error.startswith("non-finite audio")
+    assert e2.error.startswith("too short")
+    assert e3.error.startswith("empty audio")

@@ -1,0 +1,50 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from ttsadapt.plugins.metrics.speaker_similarity import SpeakerSimilarity
+from ttsadapt.types import EvalItem
+
+OTHER_SPEAKERS = ["hts1a", "hts2a", "morig", "forig", "mmt1", "cross", "big_dog"]
+
+
+@pytest.fixture(scope="module")
+def metric():
+    m = SpeakerSimilarity()
+    m.setup()
+    return m
+
+
+def test_same_speaker_scores_clearly_above_different(metric, librivox, codec2):
+    def item(i, a, sr, pa, psr):
+        return EvalItem(
+            id=i, audio=a, sample_rate=sr, speaker_prompt=pa, speaker_prompt_sample_rate=psr
+        )
+
+    same = [
+        item(f"{x[0]}~{y[0]}", x[1], x[2], y[1], y[2])
+        for x, y in itertools.combinations(librivox[:4], 2)
+    ]
+    diff = [
+        item(f"{x[0]}~{n}", x[1], x[2], *codec2[n]) for x in librivox[:2] for n in OTHER_SPEAKERS
+    ]
+    s_same = [s.values["cosine_raw"] for s in metric.score(same)]
+    s_diff = [s.values["cosine_raw"] for s in metric.score(diff)]
+    assert min(s_same) > max(s_diff)
+    assert np.mean(s_same) - np.mean(s_diff) > 0.2
+
+
+def test_outputs_and_missing_prompt(metric, librivox):
+    _, a, sr, _ = librivox[0]
+    ok, missing = metric.score(
+        [
+            EvalItem(
+                id="self", audio=a, sample_rate=sr, speaker_prompt=a, speaker_prompt_sample_rate=sr
+            ),
+            EvalItem(id="none", audio=a, sample_rate=sr),
+        ]
+    )
+    assert ok.values["cosine_raw"] == pytest.approx(1.0, abs=1e-4)
+    assert ok.values["cosine_01"] == pytest.approx((1 + ok.values["cosine_raw"]) / 2)
+    assert missing.error.startswith("missing speaker prompt")
