@@ -23,7 +23,7 @@ A record (``records/<metric>.json``) holds::
 
     schema, suite, suite_version, run_id, backbone, backbone_version, backbone_params,
     method, method_version, method_params, is_anchor, data_recipe (null for the anchor), seed,
-    metric, metric_version, metric_params,
+    metric, metric_version, metric_params, headline (name of the headline output),
     outputs: {name: {"mean", "ci_low", "ci_high", "n", "higher_is_better", "range", "unit"}},
     n_items, n_errors, errors: {reason: count},
     trainable_params, total_params, adapter_bytes, status, provenance

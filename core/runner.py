@@ -383,6 +383,7 @@ class SuiteRunner:
                 {
                     "checkpoints": [c.__dict__ for c in result.checkpoints],
                     "selected": result.selected,
+                    "dev_metric": self.suite.spec.evaluation.dev_metric,
                 },
             )
         if result.curves and not (run_dir / "curves.jsonl").exists():
@@ -624,6 +625,7 @@ def build_record(
         "metric": metric.name,
         "metric_version": metric.version,
         "metric_params": metric_spec["params"],
+        "headline": metric.headline().name,
         "outputs": outputs,
         "n_items": len(scores),
         "n_errors": sum(n for e, n in errors.items() if not e.startswith(NOT_APPLICABLE)),

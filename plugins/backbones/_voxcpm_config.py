@@ -29,8 +29,15 @@ def _rope(head_dim: int, max_pos: int) -> dict[str, Any]:
 
 
 def _lm_config(
-    *, hidden: int, layers: int, heads: int, kv_heads: int, kv_channels: int, ffn: int,
-    vocab: int, max_pos: int,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    kv_channels: int,
+    ffn: int,
+    vocab: int,
+    max_pos: int,
 ) -> dict[str, Any]:
     head_dim = kv_channels
     return {
@@ -93,8 +100,14 @@ def tiny_config(
     if lm_heads % lm_kv_heads:
         raise ValueError(f"lm heads ({lm_heads}) must be a multiple of lm_kv_heads={lm_kv_heads}")
     lm = _lm_config(
-        hidden=lm_hidden, layers=lm_layers, heads=lm_heads, kv_heads=lm_kv_heads,
-        kv_channels=head_dim, ffn=lm_hidden * 3, vocab=vocab_size, max_pos=max_length,
+        hidden=lm_hidden,
+        layers=lm_layers,
+        heads=lm_heads,
+        kv_heads=lm_kv_heads,
+        kv_channels=head_dim,
+        ffn=lm_hidden * 3,
+        vocab=vocab_size,
+        max_pos=max_length,
     )
     local = {
         "hidden_dim": local_hidden,
@@ -130,11 +143,22 @@ def full_config(*, max_length: int = 8192, feat_dim: int = 64) -> dict[str, Any]
     patch 4; feature dim 64.
     """
     lm = _lm_config(
-        hidden=2048, layers=28, heads=16, kv_heads=2, kv_channels=128, ffn=6144,
-        vocab=73448, max_pos=32768,
+        hidden=2048,
+        layers=28,
+        heads=16,
+        kv_heads=2,
+        kv_channels=128,
+        ffn=6144,
+        vocab=73448,
+        max_pos=32768,
     )
-    local = {"hidden_dim": 1024, "ffn_dim": 4096, "num_heads": 16, "num_layers": 12,
-             "kv_channels": 128}
+    local = {
+        "hidden_dim": 1024,
+        "ffn_dim": 4096,
+        "num_heads": 16,
+        "num_layers": 12,
+        "kv_channels": 128,
+    }
     return {
         "architecture": ARCHITECTURE,
         "lm_config": lm,

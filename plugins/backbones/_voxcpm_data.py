@@ -44,8 +44,12 @@ def pack_example(ex: VoxCPMExample) -> dict[str, torch.Tensor]:
     feats = ex.audio_feats.float()
     a_len, t_len = feats.shape[0], len(text)
     zero_patch = torch.zeros((1, *feats.shape[1:]), dtype=torch.float32)
-    tokens = [text, torch.tensor([AUDIO_START], dtype=torch.int32), _zeros(a_len),
-              torch.tensor([AUDIO_END], dtype=torch.int32)]
+    tokens = [
+        text,
+        torch.tensor([AUDIO_START], dtype=torch.int32),
+        _zeros(a_len),
+        torch.tensor([AUDIO_END], dtype=torch.int32),
+    ]
     audio = [torch.zeros((t_len + 1, *feats.shape[1:])), feats, zero_patch]
     text_mask = [_ones(t_len + 1), _zeros(a_len), _ones(1)]
     audio_mask = [_zeros(t_len + 1), _ones(a_len), _zeros(1)]
@@ -53,8 +57,12 @@ def pack_example(ex: VoxCPMExample) -> dict[str, torch.Tensor]:
     if ex.ref_feats is not None:
         ref = ex.ref_feats.float()
         r_len = ref.shape[0]
-        tokens = [torch.tensor([REF_START], dtype=torch.int32), _zeros(r_len),
-                  torch.tensor([REF_END], dtype=torch.int32), *tokens]
+        tokens = [
+            torch.tensor([REF_START], dtype=torch.int32),
+            _zeros(r_len),
+            torch.tensor([REF_END], dtype=torch.int32),
+            *tokens,
+        ]
         audio = [zero_patch, ref, zero_patch, *audio]
         text_mask = [_ones(1), _zeros(r_len), _ones(1), *text_mask]
         audio_mask = [_zeros(1), _ones(r_len), _zeros(1), *audio_mask]

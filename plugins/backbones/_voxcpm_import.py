@@ -32,7 +32,14 @@ from typing import Any
 
 _SHIM_NAME = "torchaudio"
 _THIRD_PARTY = (
-    "torch", "numpy", "einops", "pydantic", "tqdm", "librosa", "transformers", "huggingface_hub",
+    "torch",
+    "numpy",
+    "einops",
+    "pydantic",
+    "tqdm",
+    "librosa",
+    "transformers",
+    "huggingface_hub",
     "safetensors.torch",
 )
 

@@ -144,11 +144,16 @@ def _read_state(file: Path) -> dict[str, torch.Tensor]:
         ) from exc
 
 
-def check_and_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path,
-                   skip_prefix: str | None = None) -> None:
+def check_and_load(
+    module: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: Path,
+    skip_prefix: str | None = None,
+) -> None:
     """Load ``state`` into ``module`` strictly; ConfigError names what does not fit."""
     expected = {
-        k: v for k, v in module.state_dict().items()
+        k: v
+        for k, v in module.state_dict().items()
         if skip_prefix is None or not k.startswith(skip_prefix)
     }
     missing = sorted(set(expected) - set(state))
@@ -203,8 +208,10 @@ def load_folder(folder: Path, device: str, dtype: str, codec_choice: str) -> tup
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"{folder}: cannot load the tokenizer: {exc}") from exc
-    codec_cfg = config.get(CODEC_KEY, {}).get("config") if kind == "mel" else (
-        config.get("audio_vae_config")
+    codec_cfg = (
+        config.get(CODEC_KEY, {}).get("config")
+        if kind == "mel"
+        else (config.get("audio_vae_config"))
     )
     codec = make_codec(kind, codec_cfg)
     model = build_model(config, tokenizer, codec, device=device, dtype=dtype)
@@ -224,8 +231,13 @@ def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_folder(module: torch.nn.Module, tokenizer: Any, config: dict[str, Any],
-                codec_entry: dict[str, Any] | None, folder: Path) -> Path:
+def save_folder(
+    module: torch.nn.Module,
+    tokenizer: Any,
+    config: dict[str, Any],
+    codec_entry: dict[str, Any] | None,
+    folder: Path,
+) -> Path:
     """Write the upstream layout into ``folder`` atomically (temp folder, then rename)."""
     from safetensors.torch import save_file
 
@@ -234,7 +246,7 @@ def save_folder(module: torch.nn.Module, tokenizer: Any, config: dict[str, Any],
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         state = base_state_dict(module)
-        vae = {k[len("audio_vae."):]: v for k, v in state.items() if k.startswith("audio_vae.")}
+        vae = {k[len("audio_vae.") :]: v for k, v in state.items() if k.startswith("audio_vae.")}
         model_state = {k: v for k, v in state.items() if not k.startswith("audio_vae.")}
         save_file(model_state, str(tmp / WEIGHT_FILES[0]))
         if codec_entry is None and vae:

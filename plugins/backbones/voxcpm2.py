@@ -101,10 +101,16 @@ class VoxCPM2Backbone(Backbone):
             return tiny_config(
                 vocab_size=len(self.tokenizer.vocab) if self.tokenizer is not None else 452,
                 feat_dim=p.n_mels if self._codec_kind() == "mel" else 64,
-                lm_hidden=p.lm_hidden, lm_layers=p.lm_layers, lm_kv_heads=p.lm_kv_heads,
-                residual_layers=p.residual_layers, local_hidden=p.local_hidden,
-                local_layers=p.local_layers, head_dim=p.head_dim, patch_size=p.patch_size,
-                fsq_dim=p.fsq_dim, max_length=p.context_length,
+                lm_hidden=p.lm_hidden,
+                lm_layers=p.lm_layers,
+                lm_kv_heads=p.lm_kv_heads,
+                residual_layers=p.residual_layers,
+                local_hidden=p.local_hidden,
+                local_layers=p.local_layers,
+                head_dim=p.head_dim,
+                patch_size=p.patch_size,
+                fsq_dim=p.fsq_dim,
+                max_length=p.context_length,
             )
         except ValueError as exc:
             raise ConfigError(f"backbone voxcpm2: {exc}") from exc
@@ -145,9 +151,7 @@ class VoxCPM2Backbone(Backbone):
                 self.config["ttsadapt_codec"] = {"kind": "mel", "config": codec.config.to_dict()}
         else:
             folder = resolve_model_path(p.model, p.revision)
-            self.module, self.tokenizer, self.config = load_folder(
-                folder, device, p.dtype, p.codec
-            )
+            self.module, self.tokenizer, self.config = load_folder(folder, device, p.dtype, p.codec)
         for name, param in self.module.named_parameters():
             if name.startswith("audio_vae."):
                 param.requires_grad_(False)
@@ -176,7 +180,11 @@ class VoxCPM2Backbone(Backbone):
             )
         names = []
         for name, mod in self._require_loaded().named_modules():
-            if not isinstance(mod, torch.nn.Linear) or not name.startswith(prefixes[scope]):
+            # after PEFT injection a target is a LoRA wrapper around its nn.Linear ``base_layer``
+            linear = isinstance(mod, torch.nn.Linear) or isinstance(
+                getattr(mod, "base_layer", None), torch.nn.Linear
+            )
+            if not linear or not name.startswith(prefixes[scope]):
                 continue
             if name.rsplit(".", 1)[-1] in _ATTENTION and ".self_attn." in name:
                 names.append(name)
@@ -290,8 +298,13 @@ class VoxCPM2Backbone(Backbone):
         """voxcpm's training forward: ``loss = λ_diff·loss_diff + λ_stop·loss_stop``."""
         module = self._require_loaded()
         out = module(
-            batch["text_tokens"], batch["text_mask"], batch["audio_feats"], batch["audio_mask"],
-            batch["loss_mask"], batch["position_ids"], batch["labels"],
+            batch["text_tokens"],
+            batch["text_mask"],
+            batch["audio_feats"],
+            batch["audio_mask"],
+            batch["loss_mask"],
+            batch["position_ids"],
+            batch["labels"],
             progress=float(batch.get("progress", 0.0)),
         )
         diff, stop = out["loss/diff"], out["loss/stop"]
@@ -317,8 +330,9 @@ class VoxCPM2Backbone(Backbone):
 
         module = self._require_loaded()
         sr = int(req.prompt_sample_rate or module._encode_sample_rate)
-        audio = resample(to_mono_float(np.asarray(req.prompt_audio)), sr,
-                         module._encode_sample_rate)
+        audio = resample(
+            to_mono_float(np.asarray(req.prompt_audio)), sr, module._encode_sample_rate
+        )
         path = folder / f"{abs(hash(req.id))}.wav"
         write_audio(path, audio, module._encode_sample_rate)
         return str(path)
@@ -333,8 +347,14 @@ class VoxCPM2Backbone(Backbone):
         import torch
 
         module = self._require_loaded()
-        allowed = {"mode", "cfg_value", "inference_timesteps", "min_len", "max_len",
-                   "max_len_ratio"}
+        allowed = {
+            "mode",
+            "cfg_value",
+            "inference_timesteps",
+            "min_len",
+            "max_len",
+            "max_len_ratio",
+        }
         settings = dict(settings or {})
         unknown = set(settings) - allowed
         if unknown:

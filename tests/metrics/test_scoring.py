@@ -71,7 +71,7 @@ def test_score_manifest_rows_summary_and_bad_items(tmp_path, librivox):
     assert rows[3]["errors"]["pesq"].startswith("unreadable ref_audio")
     w = summary["metrics"]["wada_snr"]
     assert w["n_ok"] == 2 and w["errors"] == {"too short": 1, "unreadable audio": 1}
-    assert summary["metrics"]["pesq"]["n_not_applicable"] == 1
+    assert summary["metrics"]["pesq"]["n_not_applicable"] == 2  # ok and short: no reference
     table = format_summary(summary)
     assert "wada_snr" in table and "too short" in table
 

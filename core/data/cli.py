@@ -1,0 +1,209 @@
+"""The ``ttsadapt data`` command group: inspect, validate, build, import-hf.
+
+The lead's CLI calls :func:`add_data_cli` with its argparse sub-parsers; each sub-command's
+``func`` takes the parsed namespace and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import DataError, TTSAdaptError
+
+EXIT_CODES = """exit codes:
+  0  success
+  2  bad arguments or an invalid spec (the field is named)
+  4  the manifest or dataset itself cannot be read (DataError)
+  5  `validate` only: some lines were quarantined (the rest are fine; see the report)
+"""
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .cards import inspect_manifest
+
+    card = inspect_manifest(
+        Path(args.manifest), Path(args.out) if args.out else None, with_dnsmos=not args.no_dnsmos
+    )
+    from .cards import card_markdown
+
+    print(card_markdown(card, f"Data card: {Path(args.manifest).name}"))
+    files = card["files"]
+    print(f"wrote {files['json']}, {files['md']}, {files['png']}", file=sys.stderr)
+    if card["quarantine"]["count"]:
+        print(
+            f"{card['quarantine']['count']} line(s) quarantined: {card['quarantine']['by_reason']} "
+            f"(run `ttsadapt data validate` for the lines)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+
+    window = (args.min_duration, args.max_duration)
+    langs = set(args.languages.split(",")) if args.languages else None
+    load = load_manifest(
+        Path(args.manifest), check_audio=args.check, duration_window=window, languages=langs
+    )
+    for q in load.quarantine:
+        print(f"{args.manifest}:{q.line}: [{q.code}] {q.reason}")
+    if args.quarantine:
+        load.write_quarantine(Path(args.quarantine))
+    print(json.dumps(load.report(), indent=2), file=sys.stderr)
+    return 5 if load.quarantine else 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .corpus import CorpusSpec, build_corpus
+    from .recipes import format_validation_error
+
+    table: dict = {}
+    if args.spec:
+        text = Path(args.spec).read_text(encoding="utf-8")
+        if args.spec.endswith(".json"):
+            table = json.loads(text)
+        else:
+            try:
+                import tomllib
+            except ImportError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            table = tomllib.loads(text)
+            table = table.get("corpus", table)
+    try:
+        spec = CorpusSpec.model_validate(table)
+    except ValidationError as exc:
+        print(f"error: {format_validation_error(exc, args.spec or 'corpus')}", file=sys.stderr)
+        return 2
+    manifest = build_corpus(
+        spec, Path(args.cache_dir) if args.cache_dir else None, progress=not args.quiet
+    )
+    print(manifest)
+    return 0
+
+
+def _import_hf(args: argparse.Namespace) -> int:
+    from .hf_import import import_hf_dataset
+
+    report = import_hf_dataset(
+        args.dataset,
+        Path(args.out_dir),
+        split=args.split,
+        config=args.config,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        speaker_column=args.speaker_column,
+        language=args.language,
+        language_column=args.language_column,
+        sample_rate=args.sample_rate,
+        limit=args.limit,
+    )
+    for s in report["skipped"]:
+        print(f"row {s['row']}: skipped: {s['reason']}", file=sys.stderr)
+    print(report["manifest"])
+    return 0
+
+
+def _guard(func):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except TTSAdaptError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    return run
+
+
+def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``data`` with sub-commands inspect / validate / build / import-hf."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    data = subparsers.add_parser(
+        "data",
+        help="inspect, validate, build and import training data",
+        description="Data tools: data cards, manifest validation, the offline corpus, HF import.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="{inspect,validate,build,import-hf}")
+    sub.required = True
+
+    p = sub.add_parser(
+        "inspect",
+        help="write a data card (JSON, Markdown, PNG) per speaker and language",
+        description="Per speaker and language: hours, clips, duration, words, frame energy "
+        "(mean/std dB), DNS-MOS, WADA-SNR and the predicted adaptation risk "
+        "(energy std >= 13 dB low, < 10 dB high).",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--manifest", required=True, help="JSON Lines manifest")
+    p.add_argument(
+        "--out", help="card JSON path (default: <manifest>.card.json); .md/.png beside it"
+    )
+    p.add_argument("--no-dnsmos", action="store_true", help="skip DNS-MOS (faster)")
+    p.set_defaults(func=_guard(_inspect))
+
+    p = sub.add_parser(
+        "validate",
+        help="check every manifest line; print quarantined lines with reasons",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--manifest", required=True)
+    p.add_argument(
+        "--check",
+        choices=("none", "header", "full"),
+        default="header",
+        help="header: file headers only (fast); full: decode and check samples",
+    )
+    p.add_argument("--min-duration", type=float, default=None, help="seconds")
+    p.add_argument("--max-duration", type=float, default=None, help="seconds")
+    p.add_argument("--languages", help="comma-separated allowed language tags")
+    p.add_argument("--quarantine", help="write the quarantine report here (JSON Lines)")
+    p.set_defaults(func=_guard(_validate))
+
+    p = sub.add_parser(
+        "build",
+        help="build (or reuse from the cache) the offline multi-speaker corpus",
+        description="Speaks the shipped sentence sets with offline engines (espeak-ng; flite and "
+        "festival when installed) under per-speaker acoustic conditions; train/validation/eval "
+        "splits with held-out eval sentences. Prints the manifest path.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--spec",
+        help="corpus spec (.toml with a [corpus] table, or .json); default spec if omitted",
+    )
+    p.add_argument("--cache-dir", help="default: $TTSADAPT_CACHE or ~/.cache/ttsadapt")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_guard(_build))
+
+    p = sub.add_parser(
+        "import-hf",
+        help="import a Hugging Face dataset (hub id or local folder) as a manifest",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--dataset", required=True, help="hub id, or a local dataset folder (offline)")
+    p.add_argument("--out-dir", required=True, help="writes manifest.jsonl and wavs/ here")
+    p.add_argument("--split", default="train")
+    p.add_argument("--config", default=None, help="dataset configuration name")
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--speaker-column", default=None)
+    p.add_argument("--language", default="en", help="language tag when no --language-column")
+    p.add_argument("--language-column", default=None)
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--limit", type=int, default=None, help="import at most this many rows")
+    p.set_defaults(func=_guard(_import_hf))
+    return data
