@@ -112,5 +112,6 @@ def create_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name}' implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else "?"
+        raise PluginError(f"plugin '{name}' implements an unknown hook: {exc}") from exc
     return pm, infos

@@ -209,7 +209,7 @@ def split_clips(
             chosen: set[str] = set()
             acc = 0.0
             for spk in speakers[:-1]:  # at least one speaker stays in training
-                if frac == 0 or acc >= frac * total:
+                if frac == 0 or acc >= frac * total - 1e-9:
                     break
                 chosen.add(spk)
                 acc += hours[spk]

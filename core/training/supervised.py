@@ -12,6 +12,7 @@ from .adapters import adapter_size_bytes, lora_config_of
 from .checkpoint import save_trainable
 from .config import TrainingParams
 from .loop import Trainer
+from .seeding import seed_everything
 
 
 def freeze_prefixes(module: Any, prefixes: list[str]) -> int:
@@ -43,8 +44,13 @@ class SupervisedMethod(Method):
         size = adapter_size_bytes(folder)
         try:
             backbone.export_adapter(folder / "upstream")
-        except NotImplementedError:
-            ctx.logger.info("backbone '%s' has no upstream adapter export", backbone.name)
+        except (NotImplementedError, ConfigError) as exc:
+            ctx.logger.warning(
+                "no upstream export of %s weights for backbone '%s': %s",
+                self.name,
+                backbone.name,
+                exc or "not implemented",
+            )
         return size
 
     def adapt(self, backbone: Backbone, data: TrainingData, ctx: RunContext) -> AdaptResult:
@@ -52,6 +58,7 @@ class SupervisedMethod(Method):
             raise ConfigError(f"backbone '{backbone.name}' is not loaded: call load(device) first")
         if not data.train:
             raise ConfigError(f"method '{self.name}' needs training data; the train split is empty")
+        seed_everything(ctx.seed)  # adapter initialisation is part of the seeded run
         self.configure(backbone, ctx)
         total, trainable = backbone.parameter_counts()
         ctx.logger.info(

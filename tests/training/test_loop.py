@@ -129,7 +129,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, da
     def loss(batch):
         count["n"] += 1
         parts = original(batch)
-        if count["n"] > 8:  # train steps 1-6, plus 2 validation batches at step 4
+        if count["n"] > 7:  # train steps 1-6, plus 1 validation batch at step 4
             parts["loss"] = parts["loss"] * float("nan")
         return parts
 
