@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,11 @@ import pandas as pd
 from .errors import ConfigError, TTSAdaptError
 from .records import DONE_MARKER, atomic_write_text, read_jsonl
 from .stats import DEFAULT_RESAMPLES, Bootstrapper, paired_wilcoxon_many, stars
+
+try:  # a declared dependency; the standard library gives the same results, only slower
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
 
 __all__ = [
     "FailedRun",
@@ -103,18 +110,40 @@ def _first_line(text: str) -> str:
     return "(no error message)"
 
 
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def _parse_json(data: bytes) -> Any:
+    """Parse JSON bytes: orjson when installed (several times faster), else the standard library.
+
+    orjson refuses what Python's ``json`` writes for non-finite floats (``NaN``, ``Infinity``) and
+    integers beyond 64 bits, so any orjson failure is retried with ``json``; errors therefore come
+    from ``json`` (a :class:`json.JSONDecodeError` or :class:`UnicodeDecodeError`) either way.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
 
 
-def _read_score_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    try:  # fast path: one parse for the whole file
+def _read_json(path: Path | str) -> Any:
+    with open(path, "rb") as fh:
+        return _parse_json(fh.read())
+
+
+def _read_score_rows(path: Path | str) -> list[dict[str, Any]]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    body = data.strip()
+    if _orjson is not None:
+        try:  # fast path: the whole file as one JSON array, one parse
+            return _orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        except _orjson.JSONDecodeError:
+            pass
+    lines = [ln for ln in data.decode("utf-8").split("\n") if ln.strip()]
+    try:
         return json.loads("[" + ",".join(lines) + "]")
     except json.JSONDecodeError:
-        return read_jsonl(path)  # tolerates a torn last line, names nothing else
+        return read_jsonl(Path(path))  # tolerates a torn last line, names nothing else
 
 
 _REQUIRED = ("run_id", "metric", "metric_version", "outputs")
@@ -137,20 +166,34 @@ def _headline(record: dict[str, Any]) -> str:
     return next(iter(outputs))
 
 
-def _run_failure(run_dir: Path) -> str | None:
-    """The first error line of a failed run, or None when it did not fail."""
-    err = run_dir / "error.txt"
-    if err.is_file():
-        return _first_line(err.read_text(encoding="utf-8", errors="replace"))
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
+def _run_failure(run_dir: Path, names: set[str] | None = None) -> str | None:
+    """The first error line of a failed run, or None when it did not fail.
+
+    ``names`` are the entries of ``run_dir`` when the caller has listed it already.
+    """
+    if names is None:
+        names = set(os.listdir(run_dir))
+    if "error.txt" in names:
+        err = run_dir / "error.txt"
+        if err.is_file():
+            return _first_line(err.read_text(encoding="utf-8", errors="replace"))
+    if "run.json" in names:
         try:
-            info = _read_json(run_json)
-        except (OSError, json.JSONDecodeError):
+            info = _read_json(run_dir / "run.json")
+        except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError
             return None
         if isinstance(info, dict) and info.get("status") == "failed":
             return _first_line(info.get("error") or "failed (run.json gives no error)")
     return None
+
+
+def _json_files(folder: Path) -> list[str]:
+    """Sorted names of the ``*.json`` files in ``folder`` ([] when it is missing)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.name.endswith(".json") and e.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> LoadedResults:
@@ -174,26 +217,34 @@ def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> Lo
         suite=suite_dir.name, suite_dir=suite_dir, records=pd.DataFrame(), scores={}
     )
     rows: list[dict[str, Any]] = []
-    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        run_id = run_dir.name
-        failure = _run_failure(run_dir)
+    with os.scandir(runs_dir) as it:
+        run_names = sorted(e.name for e in it if e.is_dir())
+    for run_id in run_names:
+        run_dir = runs_dir / run_id
+        names = set(os.listdir(run_dir))
+        failure = _run_failure(run_dir, names)
         if failure is not None:
             loaded.failed_runs.append(FailedRun(run_id, failure))
             continue
-        if not (run_dir / DONE_MARKER).exists():
+        if DONE_MARKER not in names:
             loaded.unfinished_runs.append(run_id)
             continue
-        ck = run_dir / "checkpoints.json"
-        if ck.is_file():
+        if "checkpoints.json" in names:
+            ck = run_dir / "checkpoints.json"
             try:
                 loaded.checkpoints[run_id] = _normalise_checkpoints(_read_json(ck))
-            except (OSError, json.JSONDecodeError, TypeError, KeyError) as exc:
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
                 loaded.failed_records.append(
                     FailedRun(run_id, f"{ck}: unreadable ({exc})", "bad record")
                 )
+        if "records" not in names:
+            continue
         rec_dir = run_dir / "records"
-        for rec_path in sorted(rec_dir.glob("*.json")) if rec_dir.is_dir() else []:
-            rows.extend(_load_record(rec_path, run_id, run_dir, loaded, headlines))
+        score_names = set(os.listdir(run_dir / "scores")) if "scores" in names else set()
+        for rec_name in _json_files(rec_dir):
+            rows.extend(
+                _load_record(rec_dir / rec_name, run_id, run_dir, loaded, headlines, score_names)
+            )
     loaded.records = pd.DataFrame(rows)
     return loaded
 
@@ -204,13 +255,24 @@ def _load_record(
     run_dir: Path,
     loaded: LoadedResults,
     headlines: dict[str, str],
+    score_names: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     metric_name = rec_path.stem
     try:
         record = _read_json(rec_path)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
         loaded.failed_records.append(
             FailedRun(run_id, f"{rec_path}: not valid JSON ({exc})", "bad record", metric_name)
+        )
+        return []
+    if not isinstance(record, dict):
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                f"{rec_path}: expected a JSON object, got {type(record).__name__}",
+                "bad record",
+                metric_name,
+            )
         )
         return []
     missing = [k for k in _REQUIRED if k not in record]
@@ -244,7 +306,7 @@ def _load_record(
     head = head or _headline(record)
     order = [head] + [o for o in record["outputs"] if o != head]
     scores_path = run_dir / "scores" / f"{metric}.jsonl"
-    if scores_path.is_file():
+    if (f"{metric}.jsonl" in score_names) if score_names is not None else scores_path.is_file():
         loaded.scores[(run_id, metric)] = _load_scores(scores_path, order)
     system = _canon(
         [
@@ -301,26 +363,67 @@ def _load_record(
 
 def _load_scores(path: Path, outputs: list[str]) -> UtteranceScores:
     rows = _read_score_rows(path)
-    items = [str(r.get("item")) for r in rows]
+    try:
+        return _scores_from_rows(rows, outputs)
+    except (AttributeError, KeyError, TypeError, ValueError):  # odd rows: the careful path
+        return _scores_from_odd_rows(rows, outputs)
+
+
+def _count_errors(errors: list[Any]) -> tuple[int, int]:
+    """(not applicable, failed) among the rows' ``error`` fields."""
     n_na = n_failed = 0
-    for r in rows:
-        err = r.get("error")
+    for err in errors:
         if err:
             if str(err).lower().startswith(NOT_APPLICABLE_PREFIX):
                 n_na += 1
             else:
                 n_failed += 1
-    nan = math.nan
-    ok_values = [{} if r.get("error") else (r.get("values") or {}) for r in rows]
-    values = {}
-    for name in outputs:
-        try:
-            values[name] = np.fromiter(
-                (v.get(name, nan) for v in ok_values), dtype=float, count=len(ok_values)
-            )
-        except TypeError:  # a null or non-number value: slow path, null -> NaN
-            values[name] = np.array([_number(v.get(name)) for v in ok_values], dtype=float)
-    return UtteranceScores(items, values, n_na, n_failed)
+    return n_na, n_failed
+
+
+def _scores_from_rows(rows: list[dict[str, Any]], outputs: list[str]) -> UtteranceScores:
+    """Per-utterance rows to one array per output, with C-level getters where rows are regular.
+
+    Rows with an error count as NaN for every output. Odd rows (not an object, a value that is not
+    a number) raise here and take :func:`_scores_from_odd_rows`.
+    """
+    try:  # C-level getters when every row has the keys the runner writes
+        errors = list(map(itemgetter("error"), rows))
+        values = list(map(itemgetter("values"), rows))
+    except KeyError:
+        errors = [r.get("error") for r in rows]
+        values = [r.get("values") for r in rows]
+    items = [r.get("item") for r in rows]
+    if set(map(type, items)) - {str}:
+        items = [str(i) for i in items]
+    nan_row = dict.fromkeys(outputs, math.nan)
+    if any(errors):
+        ok = [nan_row if e else (v or nan_row) for v, e in zip(values, errors)]
+    else:
+        ok = [v or nan_row for v in values]
+    try:  # every row names every output: one C-level getter per row
+        flat = list(map(itemgetter(*outputs), ok)) if outputs else []
+    except KeyError:  # some output missing from some row: NaN there
+        flat = [tuple(v.get(name, math.nan) for name in outputs) for v in ok]
+    # None -> NaN; a string or a nested value raises here and takes the careful path
+    matrix = np.array(flat, dtype=float).reshape(len(rows), len(outputs)).T.copy()
+    return UtteranceScores(items, dict(zip(outputs, matrix)), *_count_errors(errors))
+
+
+def _scores_from_odd_rows(rows: list[Any], outputs: list[str]) -> UtteranceScores:
+    """Any rows: a row that is not an object counts as a failed item; odd values become NaN."""
+    rows = [
+        r if isinstance(r, dict) else {"item": None, "error": "score row is not a JSON object"}
+        for r in rows
+    ]
+    items = [str(r.get("item")) for r in rows]
+    errors = [r.get("error") for r in rows]
+    ok = [
+        {} if e or not isinstance(r.get("values"), dict) else r["values"]
+        for r, e in zip(rows, errors)
+    ]
+    values = {name: np.array([_number(v.get(name)) for v in ok], dtype=float) for name in outputs}
+    return UtteranceScores(items, values, *_count_errors(errors))
 
 
 def _number(value: Any) -> float:
@@ -469,56 +572,106 @@ def _selected_step(ck: dict[str, Any], select: str) -> int | None:
     return pick(cands, key=lambda c: c[fld])["step"]
 
 
+@dataclass
+class _AnchorScores:
+    """An anchor's per-utterance values for one metric, dense over item codes.
+
+    ``column`` maps an output to its column; the last column is all NaN (for outputs the anchor
+    lacks). ``by_seed[seed]`` is ``(n_codes, n_outputs + 1)``: that seed's values where its run has
+    the output, else the mean over the anchor's seeds; ``mean`` is used for other seeds.
+    """
+
+    column: dict[str, int]
+    by_seed: dict[Any, np.ndarray]
+    mean: np.ndarray
+
+
+@dataclass
+class _Pooled:
+    """A system's pooled per-utterance values of one output, and its paired differences."""
+
+    values: np.ndarray
+    diffs: np.ndarray
+    n_not_applicable: int
+    n_failed: int
+
+
 class _Pairing:
     """Pairs a system's per-utterance values with its anchor's, by item id and seed.
 
-    Item ids are mapped to integer codes once; an anchor run's values become a dense array over
-    the codes, so pairing is one fancy-indexing step per run. When the anchor has no run with the
-    system run's seed, the anchor's per-item mean over its seeds is used.
+    Item ids are mapped to integer codes once (runs with the same item list share one code array);
+    an anchor's runs become dense ``(n_codes, n_outputs)`` matrices per seed, so pairing a system
+    run with its anchor is one fancy-indexing step for all outputs of a metric. When the anchor
+    has no run with the system run's seed (or that run lacks the output), the anchor's per-item
+    mean over its seeds is used. A duplicated item id in a run: its first row counts.
     """
 
     def __init__(self, loaded: LoadedResults) -> None:
-        self.loaded = loaded
-        self.codes: dict[str, int] = {}
-        self._item_codes: dict[tuple[str, str], np.ndarray] = {}
-        self._anchor: dict[tuple[str, str, str], tuple[dict[Any, np.ndarray], np.ndarray]] = {}
+        self.scores = loaded.scores
+        codes: dict[str, int] = {}
+        by_items: dict[tuple[str, ...], np.ndarray] = {}
+        self.codes_of: dict[tuple[str, str], np.ndarray] = {}
+        for key, sc in loaded.scores.items():
+            items = tuple(sc.items)
+            arr = by_items.get(items)
+            if arr is None:
+                arr = np.array([codes.setdefault(i, len(codes)) for i in items], dtype=np.int64)
+                by_items[items] = arr
+            self.codes_of[key] = arr
+        self.n_codes = len(codes)
+        self._anchor: dict[tuple[str, str], _AnchorScores | None] = {}
 
-    def item_codes(self, run_id: str, metric: str) -> np.ndarray:
-        key = (run_id, metric)
-        if key not in self._item_codes:
-            codes = self.codes
-            self._item_codes[key] = np.array(
-                [codes.setdefault(i, len(codes)) for i in self.loaded.scores[key].items],
-                dtype=np.int64,
-            )
-        return self._item_codes[key]
+    def _dense(self, run_id: str, metric: str, n_cols: int, cols: list[int]) -> np.ndarray:
+        """One run's values as ``(n_codes, n_cols)``, its outputs at ``cols``, NaN elsewhere."""
+        sc = self.scores[(run_id, metric)]
+        codes = self.codes_of[(run_id, metric)]
+        out = np.full((self.n_codes, n_cols), np.nan)
+        if codes.size:
+            run = np.column_stack(list(sc.values.values())) if sc.values else None
+            if run is not None:
+                block = np.full((self.n_codes, len(cols)), np.nan)
+                block[codes[::-1]] = run[::-1]  # first occurrence of a duplicated item wins
+                out[:, cols] = block
+        return out
 
     def anchor(
-        self, anchor_system: str, anchor_runs: list[tuple[str, Any]], metric: str, output: str
-    ) -> tuple[dict[Any, np.ndarray], np.ndarray] | None:
-        key = (anchor_system, metric, output)
+        self, anchor_system: str, anchor_runs: list[tuple[str, Any]], metric: str
+    ) -> _AnchorScores | None:
+        key = (anchor_system, metric)
         if key not in self._anchor:
-            by_seed: dict[Any, np.ndarray] = {}
-            for rid, seed in anchor_runs:
-                sc = self.loaded.scores.get((rid, metric))
-                if sc is None or output not in sc.values:
-                    continue
-                codes = self.item_codes(rid, metric)
-                by_seed[seed] = (codes, sc.values[output])
-            dense = {}
-            size = len(self.codes)
-            for seed, (codes, vals) in by_seed.items():
-                arr = np.full(size, np.nan)
-                arr[codes[::-1]] = vals[::-1]  # first occurrence of a duplicated item wins
-                dense[seed] = arr
-            if dense:
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mean = np.nanmean(np.stack(list(dense.values())), axis=0)
-                self._anchor[key] = (dense, mean)
-            else:
-                self._anchor[key] = None
+            self._anchor[key] = self._build_anchor(anchor_runs, metric)
         return self._anchor[key]
+
+    def _build_anchor(
+        self, anchor_runs: list[tuple[str, Any]], metric: str
+    ) -> _AnchorScores | None:
+        runs = [(rid, seed) for rid, seed in anchor_runs if (rid, metric) in self.scores]
+        column: dict[str, int] = {}
+        for rid, _ in runs:
+            for name in self.scores[(rid, metric)].values:
+                column.setdefault(name, len(column))
+        if not column:
+            return None
+        k = len(column)
+        dense: dict[Any, np.ndarray] = {}
+        has: dict[Any, np.ndarray] = {}
+        for rid, seed in runs:
+            cols = [column[name] for name in self.scores[(rid, metric)].values]
+            run = self._dense(rid, metric, k, cols)
+            if seed not in dense:
+                dense[seed] = np.full((self.n_codes, k), np.nan)
+                has[seed] = np.zeros(k, dtype=bool)
+            dense[seed][:, cols] = run[:, cols]  # a later run of the same seed replaces it
+            has[seed][cols] = True
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.stack(list(dense.values())), axis=0)
+        nan_col = np.full((self.n_codes, 1), np.nan)
+        by_seed = {
+            seed: np.hstack([np.where(has[seed], arr, mean), nan_col])
+            for seed, arr in dense.items()
+        }
+        return _AnchorScores(column, by_seed, np.hstack([mean, nan_col]))
 
     def pooled(
         self,
@@ -526,30 +679,42 @@ class _Pairing:
         anchor_system: str | None,
         anchor_runs: list[tuple[str, Any]],
         metric: str,
-        output: str,
-    ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Pooled values of a system, paired differences to its anchor, and item-error counts."""
+        outputs: list[str],
+    ) -> list[_Pooled]:
+        """Per output of ``metric``: a system's pooled values, paired differences, item errors."""
+        k = len(outputs)
+        ref = self.anchor(anchor_system, anchor_runs, metric) if anchor_runs else None
+        anchor_cols = [ref.column.get(o, len(ref.column)) for o in outputs] if ref else []
         values, diffs = [], []
-        n_na = n_failed = 0
-        ref = self.anchor(anchor_system, anchor_runs, metric, output) if anchor_runs else None
+        n_na = np.zeros(k, dtype=np.int64)
+        n_failed = np.zeros(k, dtype=np.int64)
         for rid, seed in runs:
-            sc = self.loaded.scores.get((rid, metric))
-            if sc is None or output not in sc.values:
+            sc = self.scores.get((rid, metric))
+            if sc is None:
                 continue
-            v = sc.values[output]
+            present = np.array([o in sc.values for o in outputs])
+            if not present.any():
+                continue
+            n = len(sc.items)
+            v = np.column_stack(
+                [sc.values[o] if o in sc.values else np.full(n, np.nan) for o in outputs]
+            )
             values.append(v)
-            n_na += sc.n_not_applicable
-            n_failed += sc.n_failed
+            n_na += present * sc.n_not_applicable
+            n_failed += present * sc.n_failed
             if ref is not None:
-                dense = ref[0].get(seed, ref[1])
-                codes = self.item_codes(rid, metric)
-                inside = codes < dense.size
-                a = np.full(v.size, np.nan)
-                a[inside] = dense[codes[inside]]
+                dense = ref.by_seed.get(seed, ref.mean)
+                a = dense[self.codes_of[(rid, metric)]][:, anchor_cols]
                 diffs.append(v - a)
-        pooled = np.concatenate(values) if values else np.array([])
-        d = np.concatenate(diffs) if diffs else np.array([])
-        return pooled[np.isfinite(pooled)], d[np.isfinite(d)], n_na, n_failed
+        all_v = np.concatenate(values) if values else np.empty((0, k))
+        all_d = np.concatenate(diffs) if diffs else np.empty((0, k))
+        out = []
+        for j in range(k):
+            v, d = all_v[:, j], all_d[:, j]
+            out.append(
+                _Pooled(v[np.isfinite(v)], d[np.isfinite(d)], int(n_na[j]), int(n_failed[j]))
+            )
+        return out
 
 
 def summarise(
@@ -587,12 +752,21 @@ def summarise(
     rows, pooled_cols, diff_cols = [], [], []
     backbone_of = dict(zip(systems["system"], systems["backbone"]))
     pairing = _Pairing(loaded)
-    for k in keys.itertuples(index=False):
-        anchor = anchors.get(backbone_of[k.system])
-        anchor_runs = runs_of[anchor] if anchor and anchor != k.system else []
-        pooled, diffs, n_na, n_failed = pairing.pooled(
-            runs_of[k.system], anchor, anchor_runs, k.metric, k.output
-        )
+    key_rows = list(keys.itertuples(index=False))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, k in enumerate(key_rows):
+        groups.setdefault((k.system, k.metric), []).append(i)
+    stats: list[_Pooled | None] = [None] * len(key_rows)
+    for (system, metric), where in groups.items():  # all outputs of a metric at once
+        anchor = anchors.get(backbone_of[system])
+        anchor_runs = runs_of[anchor] if anchor and anchor != system else []
+        outputs = [key_rows[i].output for i in where]
+        for i, st in zip(
+            where, pairing.pooled(runs_of[system], anchor, anchor_runs, metric, outputs)
+        ):
+            stats[i] = st
+    for k, st in zip(key_rows, stats):
+        pooled, diffs = st.values, st.diffs
         if not pooled.size:  # no per-utterance rows: fall back on the records' own numbers
             recs = records[
                 (records["system"] == k.system)
@@ -607,8 +781,8 @@ def summarise(
                 **k._asdict(),
                 "mean": float(pooled.mean()) if pooled.size else math.nan,
                 "n": int(pooled.size),
-                "n_not_applicable": n_na,
-                "n_item_errors": n_failed,
+                "n_not_applicable": st.n_not_applicable,
+                "n_item_errors": st.n_failed,
                 "delta": float(diffs.mean()) if diffs.size else math.nan,
                 "n_pairs": int(diffs.size),
             }

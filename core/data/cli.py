@@ -150,6 +150,7 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--out", help="card JSON path (default: <manifest>.card.json); .md/.png beside it"
     )
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNS-MOS (faster)")
+    p.add_argument("--no-wada", action="store_true", help="skip WADA-SNR")
     p.set_defaults(func=_guard(_inspect))
 
     p = sub.add_parser(

@@ -5,10 +5,24 @@ hyper-parameters from :class:`TrainingParams`; adapters are injected in place wi
 :mod:`ttsadapt.training.adapters`.
 """
 
+from typing import Any
+
 from .config import TrainingParams
 from .errors import CheckpointError, TrainingDivergedError
-from .loop import Trainer, TrainOutcome
-from .seeding import seed_everything
+
+
+def __getattr__(name: str) -> Any:
+    # torch/accelerate load only when training starts, so plugin discovery stays light
+    if name in ("Trainer", "TrainOutcome"):
+        from . import loop
+
+        return getattr(loop, name)
+    if name == "seed_everything":
+        from .seeding import seed_everything
+
+        return seed_everything
+    raise AttributeError(name)
+
 
 __all__ = [
     "CheckpointError",

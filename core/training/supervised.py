@@ -8,11 +8,7 @@ from typing import Any, ClassVar
 
 from ..components import AdaptResult, Backbone, Method, RunContext, TrainingData
 from ..errors import ConfigError
-from .adapters import adapter_size_bytes, lora_config_of
-from .checkpoint import save_trainable
 from .config import TrainingParams
-from .loop import Trainer
-from .seeding import seed_everything
 
 
 def freeze_prefixes(module: Any, prefixes: list[str]) -> int:
@@ -36,6 +32,9 @@ class SupervisedMethod(Method):
 
     def save_artifacts(self, backbone: Backbone, folder: Path, ctx: RunContext) -> int:
         """Save the trained weights (ttsadapt format) and the upstream export; returns bytes."""
+        from .adapters import adapter_size_bytes, lora_config_of
+        from .checkpoint import save_trainable
+
         folder.mkdir(parents=True, exist_ok=True)
         if lora_config_of(backbone.module) is not None:
             backbone.save_adapter(folder)
@@ -58,6 +57,9 @@ class SupervisedMethod(Method):
             raise ConfigError(f"backbone '{backbone.name}' is not loaded: call load(device) first")
         if not data.train:
             raise ConfigError(f"method '{self.name}' needs training data; the train split is empty")
+        from .loop import Trainer
+        from .seeding import seed_everything
+
         seed_everything(ctx.seed)  # adapter initialisation is part of the seeded run
         self.configure(backbone, ctx)
         total, trainable = backbone.parameter_counts()

@@ -17,10 +17,9 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from ttsadapt.components import Backbone, Params
@@ -30,6 +29,9 @@ from ttsadapt.types import Clip, SynthesisRequest
 
 from ._neutts_phonemes import phonemize
 from ._neutts_tokenizer import PromptIds, build_tiny_tokenizer
+
+if TYPE_CHECKING:  # torch is imported where it is used: plugin discovery stays light
+    import torch
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -95,6 +97,7 @@ class NeuTTS(Backbone):
         self.module.to(device)
 
     def _tiny_model(self, vocab_size: int) -> torch.nn.Module:
+        import torch
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
         p = self.params
@@ -122,6 +125,7 @@ class NeuTTS(Backbone):
         return model
 
     def _pretrained(self, source: str):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(source)
@@ -154,6 +158,8 @@ class NeuTTS(Backbone):
     # ------------------------------------------------------------------ adapter targets
 
     def target_modules(self, scope: str) -> list[str]:
+        import torch
+
         if scope not in self.scopes:
             raise ConfigError(f"unknown scope '{scope}' for neutts; expected one of {self.scopes}")
         if scope == "decoder":
@@ -225,6 +231,8 @@ class NeuTTS(Backbone):
         return examples
 
     def collate(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
         longest = max(len(e["input_ids"]) for e in examples)
         input_ids = torch.full((len(examples), longest), self.ids.pad, dtype=torch.long)
         labels = torch.full((len(examples), longest), IGNORE_INDEX, dtype=torch.long)
@@ -285,11 +293,12 @@ class NeuTTS(Backbone):
         phones = self.tokenizer.encode(text, add_special_tokens=False)
         return self.ids.prompt(phones, ref_codes)
 
-    @torch.no_grad()
     def generate_codes(
         self, requests: Sequence[SynthesisRequest], settings: dict[str, Any] | None = None
     ) -> list[list[int]]:
         """Sample speech codes for each request (no codec needed except for reference audio)."""
+        import torch
+
         s = self.decoding_settings(settings)
         self.module.eval()
         device = self.module.get_input_embeddings().weight.device
@@ -354,20 +363,24 @@ class NeuTTS(Backbone):
         self._codec = codec.eval().to(self.device)
         return self._codec
 
-    @torch.no_grad()
     def encode_codes(self, audio_16k: np.ndarray) -> list[int]:
         """NeuCodec codes of mono 16 kHz audio."""
+        import torch
+
         codec = self._require_codec("encode audio")
         wav = torch.from_numpy(np.asarray(audio_16k, dtype=np.float32))[None, None, :]
-        codes = codec.encode_code(audio_or_path=wav.to(self.device))
+        with torch.no_grad():
+            codes = codec.encode_code(audio_or_path=wav.to(self.device))
         return [int(c) for c in codes.reshape(-1).tolist()]
 
-    @torch.no_grad()
     def decode_codes(self, codes: list[int]) -> np.ndarray:
         """24 kHz audio of NeuCodec codes."""
+        import torch
+
         codec = self._require_codec("decode speech tokens")
         tensor = torch.tensor(codes, dtype=torch.long, device=self.device)[None, None, :]
-        audio = codec.decode_code(tensor)
+        with torch.no_grad():
+            audio = codec.decode_code(tensor)
         return np.asarray(audio.detach().cpu().numpy()).reshape(-1).astype(np.float32)
 
     # ------------------------------------------------------------------ adapters

@@ -8,7 +8,6 @@ from pydantic import Field
 from ttsadapt.components import Backbone, RunContext
 from ttsadapt.errors import ConfigError
 from ttsadapt.markers import hookimpl
-from ttsadapt.training.adapters import apply_lora
 from ttsadapt.training.config import TrainingParams
 from ttsadapt.training.supervised import SupervisedMethod
 
@@ -29,6 +28,8 @@ class LmLora(SupervisedMethod):
     Params = LmLoraParams
 
     def configure(self, backbone: Backbone, ctx: RunContext) -> None:
+        from ttsadapt.training.adapters import apply_lora
+
         p = self.params
         lm = backbone.target_modules("lm")
         targets = [n for n in lm if n.rsplit(".", 1)[-1] in p.projections]

@@ -12,7 +12,6 @@ from pydantic import Field
 
 from ttsadapt.components import Backbone, RunContext
 from ttsadapt.markers import hookimpl
-from ttsadapt.training.adapters import apply_lora
 from ttsadapt.training.config import TrainingParams
 from ttsadapt.training.supervised import SupervisedMethod
 
@@ -32,6 +31,8 @@ class Lora(SupervisedMethod):
     Params = LoraParams
 
     def configure(self, backbone: Backbone, ctx: RunContext) -> None:
+        from ttsadapt.training.adapters import apply_lora
+
         p = self.params
         apply_lora(backbone, p.scope, p.rank, p.alpha, p.dropout, targets=p.targets)
 

@@ -104,6 +104,7 @@ def test_cli_exit_codes(tmp_path, small_corpus, make_wav):
             "--manifest",
             str(tmp_path / "m.jsonl"),
             "--no-dnsmos",
+            "--no-wada",
             "--out",
             str(tmp_path / "c.json"),
         )

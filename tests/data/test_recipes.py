@@ -103,7 +103,7 @@ def test_replay_mix_upsamples_target(tmp_path, make_wav, registry):
         replay={
             "manifest": str(tmp_path / "replay.jsonl"),
             "target_upsample": 5,
-            "replay_fraction": 0.5,
+            "replay_fraction": 0.2,
         },
     )
     prep = prepare_training_data(target, recipe, seed=0, registry=registry)
@@ -120,9 +120,9 @@ def test_filters_drop_with_reasons(small_corpus, registry):
     recipe = Recipe(
         name="f",
         filters=[
-            {"name": "duration", "min_s": 0.5, "max_s": 3.0},
-            {"name": "max_tokens", "max_tokens": 40},
-            {"name": "speaker_energy_std", "min_energy_std_db": 12.0},
+            {"name": "duration", "min_s": 0.5, "max_s": 3.6},
+            {"name": "max_tokens", "max_tokens": 53},
+            {"name": "speaker_energy_std", "min_energy_std_db": 11.0},
         ],
     )
     prep = prepare_training_data(clips, recipe, seed=0, registry=registry)
