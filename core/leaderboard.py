@@ -503,39 +503,55 @@ def _recipe_text(recipe: Any) -> str:
     return _canon(recipe)
 
 
+def _median(nums: np.ndarray) -> float:
+    """Median of the non-NaN entries of a float array, NaN when there are none."""
+    nums = nums[~np.isnan(nums)]
+    return float(np.median(nums)) if nums.size else math.nan
+
+
 def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) -> pd.DataFrame:
     runs = records.drop_duplicates("run_id")
     sel_loss = {rid: _selected_val_loss(ck, select) for rid, ck in loaded.checkpoints.items()}
+    col = {
+        name: runs[name].to_numpy()
+        for name in ("run_id", "backbone", "method", "method_params", "data_recipe", "is_anchor")
+    }
+    for name in ("trainable_params", "total_params", "adapter_bytes"):
+        col[name] = pd.to_numeric(runs[name], errors="coerce").to_numpy(float, na_value=np.nan)
+    seeds_all = runs["seed"].to_numpy()
+    seed_missing = pd.isna(runs["seed"]).to_numpy()
     rows = []
-    for system, grp in runs.groupby("system", sort=False):
-        first = grp.iloc[0]
-        params = _params_text(first["method_params"])
-        recipe = _recipe_text(first["data_recipe"])
-        label = f"{first['backbone']} / {first['method']}"
+    for system, where in runs.groupby("system", sort=False).indices.items():
+        first = where[0]
+        params = _params_text(col["method_params"][first])
+        recipe = _recipe_text(col["data_recipe"][first])
+        label = f"{col['backbone'][first]} / {col['method'][first]}"
         label += f" ({params})" if params else ""
         label += f" / {recipe}" if recipe else ""
-        trainable = pd.to_numeric(grp["trainable_params"], errors="coerce").median()
-        total = pd.to_numeric(grp["total_params"], errors="coerce").median()
-        losses = [sel_loss.get(r) for r in grp["run_id"]]
+        trainable = _median(col["trainable_params"][where])
+        total = _median(col["total_params"][where])
+        run_ids = list(col["run_id"][where])
+        losses = [sel_loss.get(r) for r in run_ids]
         losses = [v for v in losses if v is not None and math.isfinite(v)]
+        seeds = dict.fromkeys(seeds_all[where[~seed_missing[where]]].tolist())
         rows.append(
             {
                 "system": system,
                 "label": label,
-                "backbone": first["backbone"],
-                "method": first["method"],
+                "backbone": col["backbone"][first],
+                "method": col["method"][first],
                 "method_params": params,
                 "data_recipe": recipe,
-                "is_anchor": bool(first["is_anchor"]),
-                "seeds": ", ".join(str(s) for s in sorted(grp["seed"].dropna().unique())),
-                "n_runs": len(grp),
-                "run_ids": list(grp["run_id"]),
+                "is_anchor": bool(col["is_anchor"][first]),
+                "seeds": ", ".join(str(s) for s in sorted(seeds)),
+                "n_runs": len(where),
+                "run_ids": run_ids,
                 "trainable_params": trainable,
                 "total_params": total,
                 "trainable_share_pct": 100.0 * trainable / total
                 if total and not math.isnan(total)
                 else math.nan,
-                "adapter_mb": pd.to_numeric(grp["adapter_bytes"], errors="coerce").median() / 1e6,
+                "adapter_mb": _median(col["adapter_bytes"][where]) / 1e6,
                 "selected_val_loss": float(np.mean(losses)) if losses else math.nan,
             }
         )
@@ -730,10 +746,12 @@ def summarise(
     records = loaded.records
     notes: list[str] = []
     systems = _systems_frame(records, loaded, select)
-    runs_of = {
-        s: list(zip(g["run_id"], g["seed"]))
-        for s, g in records.drop_duplicates("run_id").groupby("system", sort=False)
-    }
+    runs = records.drop_duplicates("run_id")
+    runs_of: dict[str, list[tuple[str, Any]]] = {}
+    for rid, system, run_seed in zip(
+        runs["run_id"].tolist(), runs["system"].tolist(), runs["seed"].tolist()
+    ):
+        runs_of.setdefault(system, []).append((rid, run_seed))
     anchors: dict[Any, str] = {}
     for row in systems[systems["is_anchor"]].itertuples():
         if row.backbone in anchors:
@@ -824,8 +842,8 @@ def summarise(
         }
     )
     ck_rows = []
-    run_system = dict(zip(records["run_id"], records["system"]))
-    run_seed = dict(zip(records["run_id"], records["seed"]))
+    run_system = dict(zip(runs["run_id"].tolist(), runs["system"].tolist()))
+    run_seed = dict(zip(runs["run_id"].tolist(), runs["seed"].tolist()))
     for rid, ck in loaded.checkpoints.items():
         if rid not in run_system:
             continue
@@ -879,11 +897,24 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 def _digits(table: pd.DataFrame) -> dict[tuple[str, str], int]:
     """Decimal places per metric output: enough to show the interval width."""
+    medians = (
+        pd.DataFrame(
+            {
+                "metric": table["metric"],
+                "output": table["output"],
+                "width": (table["ci_high"] - table["ci_low"]).abs(),
+                "size": table["mean"].abs(),
+            }
+        )
+        .groupby(["metric", "output"])[["width", "size"]]
+        .median()
+    )
     out = {}
-    for (metric, output), grp in table.groupby(["metric", "output"]):
-        width = (grp["ci_high"] - grp["ci_low"]).abs().median()
+    for (metric, output), width, size in zip(
+        medians.index, medians["width"].tolist(), medians["size"].tolist()
+    ):
         if not width or math.isnan(width):
-            width = abs(grp["mean"]).median() or 1.0
+            width = size or 1.0
         out[(metric, output)] = int(min(4, max(1, 1 - math.floor(math.log10(width)))))
     return out
 
@@ -1010,27 +1041,43 @@ def _legend(summary: Summary) -> list[str]:
     ]
 
 
-def write_markdown(path: Path, loaded: LoadedResults, summary: Summary) -> None:
+def report_tables(loaded: LoadedResults, summary: Summary) -> dict[str, pd.DataFrame]:
+    """The tables of the Markdown and HTML pages, by section title (built once for both)."""
+    return {
+        "Leaderboard": headline_frame(summary),
+        "Per seed (headline outputs, from the records)": _per_seed_frame(summary),
+        "Items not scored": _item_issues_frame(summary),
+        "Failed runs": _failures_frame(loaded),
+    }
+
+
+def write_markdown(
+    path: Path,
+    loaded: LoadedResults,
+    summary: Summary,
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    tables = tables or report_tables(loaded, summary)
     parts = [
         f"# Leaderboard: {summary.suite}",
         "",
         f"{len(loaded.run_ids)} finished runs, {len(summary.systems)} systems, "
         f"{len(loaded.failed_runs)} failed and {len(loaded.unfinished_runs)} unfinished runs.",
         "",
-        _markdown_table(headline_frame(summary)),
+        _markdown_table(tables["Leaderboard"]),
         "",
         *[f"- {line}" for line in _legend(summary)],
         "",
         "## Per seed (headline outputs, from the records)",
         "",
-        _markdown_table(_per_seed_frame(summary)),
+        _markdown_table(tables["Per seed (headline outputs, from the records)"]),
         "",
         "## Items not scored",
         "",
-        _markdown_table(_item_issues_frame(summary)),
+        _markdown_table(tables["Items not scored"]),
         "",
     ]
-    fail = _failures_frame(loaded)
+    fail = tables["Failed runs"]
     parts += ["## Failed runs", ""]
     parts += [_markdown_table(fail) if len(fail) else "None.", ""]
     if summary.notes:
@@ -1146,18 +1193,14 @@ def build_leaderboard(
         "csv": suite_dir / "leaderboard.csv",
         "html": suite_dir / "leaderboard.html",
     }
-    write_markdown(paths["md"], loaded, summary)
+    tables = report_tables(loaded, summary)
+    write_markdown(paths["md"], loaded, summary, tables)
     atomic_write_text(paths["csv"], csv_frame(summary).to_csv(index=False))
     atomic_write_text(
         paths["html"],
         render_html(
             summary,
-            tables={
-                "Leaderboard": headline_frame(summary),
-                "Per seed (headline outputs, from the records)": _per_seed_frame(summary),
-                "Items not scored": _item_issues_frame(summary),
-                "Failed runs": _failures_frame(loaded),
-            },
+            tables=tables,
             legend=_legend(summary),
             n_runs=len(loaded.run_ids),
         ),

@@ -23,6 +23,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 if TYPE_CHECKING:
     from .leaderboard import Summary
@@ -49,6 +50,14 @@ def figure_to_svg(fig: Figure) -> str:
         fig.savefig(buf, format="svg")
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]
+
+
+def _row_labels(ax: Any, y: np.ndarray, texts: list[str]) -> None:
+    """Labels left of the axes at data heights ``y``, where y tick labels would be."""
+    pad = ScaledTranslation(-7 / 72, 0, ax.figure.dpi_scale_trans)  # tick length + pad, 3.5 pt each
+    trans = blended_transform_factory(ax.transAxes, ax.transData) + pad
+    for yi, text in zip(y, texts):
+        ax.text(0, yi, text, transform=trans, ha="right", va="center_baseline", fontsize=7)
 
 
 def _headlines(summary: Summary) -> pd.DataFrame:
@@ -104,13 +113,12 @@ def metric_intervals_figure(summary: Summary) -> Figure:
                 )
         for m in mean[anchor]:
             ax.axvline(m, color=ANCHOR_COLOUR, ls="--", lw=0.8, alpha=0.6)
-        if k % ncols == 0:
-            ax.set_yticks(y, [_short(labels[s]) for s in order], fontsize=7)
-        else:
-            ax.set_yticks([])  # labels only on the first column (ticks are costly to draw)
+        ax.set_yticks([])
+        if k % ncols == 0:  # labels only on the first column, as text: ticks cost far more
+            _row_labels(ax, y, [_short(labels[s]) for s in order])
         first = rows.dropna(subset=["output"]).iloc[0]
         arrow = "↑" if first["higher_is_better"] else "↓"
-        ax.set_title(f"{metric}.{first['output']} {arrow}", fontsize=9)
+        ax.set_title(f"{metric}.{first['output']} {arrow}", fontsize=9, y=1.0)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(
@@ -194,7 +202,8 @@ def loss_vs_quality_figure(summary: Summary) -> Figure | None:
     if multi.empty:
         return None
     labels = dict(zip(summary.systems["system"], summary.systems["label"]))
-    order = [s for s in summary.systems["system"] if s in set(multi["system"])]
+    with_ckpts = set(multi["system"].tolist())
+    order = [s for s in summary.systems["system"].tolist() if s in with_ckpts]
     shown = order[:MAX_CHECKPOINT_PANELS]
     n_panels = len(shown) + 1
     ncols = min(n_panels, 3)
@@ -228,7 +237,7 @@ def loss_vs_quality_figure(summary: Summary) -> Figure | None:
             ax2.tick_params(labelsize=7)
             if best_q != best_loss:
                 title += f"\nloss best @ {best_loss}, quality best @ {best_q}"
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=8, y=1.0)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     ax = fig.add_subplot(nrows, ncols, n_panels)
@@ -253,17 +262,17 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     x = systems["selected_val_loss"].to_numpy(float)
     y = systems["system"].map(rows["mean"]).to_numpy(float)
     ax.scatter(x, y, s=18, color=SYSTEM_COLOUR)
+    # labels 2 pt right of and above their points (plain text: cheaper than annotations)
+    offset = ax.transData + ScaledTranslation(2 / 72, 2 / 72, ax.figure.dpi_scale_trans)
     for xi, yi, lab in zip(x, y, systems["method_params"]):
         if lab and np.isfinite(yi):
-            ax.annotate(
-                _short(lab, 18), (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points"
-            )
+            ax.text(xi, yi, _short(lab, 18), fontsize=6, transform=offset)
     ax.set_xlabel(f"val loss at checkpoint selected by {summary.select}", fontsize=8)
     first = rows.iloc[0]
     ax.set_ylabel(
         f"{metric}.{first['output']} {'↑' if first['higher_is_better'] else '↓'}", fontsize=8
     )
-    ax.set_title("across systems: lower loss ≠ better quality?", fontsize=8)
+    ax.set_title("across systems: lower loss ≠ better quality?", fontsize=8, y=1.0)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
 

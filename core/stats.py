@@ -153,7 +153,7 @@ class Bootstrapper:
         n = matrix.shape[0]
         r = dev.shape[1]
         # bias correction: share of resampled means below the observed mean (deviation < 0)
-        below = (dev < 0).sum(axis=1) + 0.5 * (dev == 0).sum(axis=1)
+        below = np.count_nonzero(dev < 0, axis=1) + 0.5 * np.count_nonzero(dev == 0, axis=1)
         share = np.clip(below / r, 0.5 / r, 1.0 - 0.5 / r)
         z0 = special.ndtri(share)
         # acceleration from the jackknife of the mean: leave-one-out means in closed form

@@ -10,8 +10,8 @@ distinct ones.
 This module cuts the shipped model (with ``onnx``, in memory, at load time) into three parts:
 
 - ``front``: samples -> log-power spectrogram of one window, shape (N, 1, 900, 161);
-- ``trunk``: spectrogram -> output of the fourth convolution, any number of frames;
-- ``head``: trunk output of one window (N, 32, 900, 161) -> the three raw scores.
+- ``trunk``: spectrogram -> the fourth convolution after 2x2 max pooling, any number of frames;
+- ``head``: trunk output of one window (N, 32, 450, 80) -> the three raw scores.
 
 For a clip's n windows, the spectrogram of all distinct frames is stitched from the windows'
 spectrograms (each frame is computed from the same samples either way), the trunk runs once over
@@ -34,10 +34,13 @@ FRAMES = 900  # frames per 9.01 s window
 HOP_FRAMES = 100  # window hop (1 s) in frames
 EDGE = 4  # frames at a window edge that see the window's zero padding (4 stacked 3x3 convs)
 STRIP = 2 * EDGE  # frames of spectrogram that determine the EDGE edge outputs exactly
-TRUNK_CHUNK = 1000  # frames per trunk call (bounds memory: ~80 kB per frame per 128 channels)
+TRUNK_CHUNK = 1300  # frames per trunk call (5 windows; bounds memory at ~80 kB a frame a layer)
 
 _SPEC = "adjusted_input6"  # (N, 1, T, 161) log-power spectrogram, input of the first conv
-_TRUNK_OUT = "mos_estimator_logpow/conv2d_3/Relu:0"  # (N, 32, T, 161), before the first pooling
+# (N, 32, T/2, 80): the fourth convolution after the first 2x2 max pooling (stride 2). Windows
+# start at even frames, so pooling a slice equals slicing the pooled clip.
+_TRUNK_OUT = "mos_estimator_logpow/conv2d_3/Relu:0_pooling0"
+POOL = 2
 
 
 def available() -> bool:
@@ -59,11 +62,12 @@ def split_sessions(model_path: str, intra_threads: int):
     if _SPEC not in names or _TRUNK_OUT not in names:
         raise ValueError(f"{model_path}: not the DNSMOS P.835 graph this module knows how to split")
     front = _subgraph(model, "input_1", ["N", 144160], _SPEC, ["N", 1, FRAMES, 161])
-    trunk = _subgraph(model, _SPEC, ["N", 1, "T", 161], _TRUNK_OUT, ["N", 32, "T", 161])
-    head = _subgraph(model, _TRUNK_OUT, ["N", 32, FRAMES, 161], "Identity:0", ["N", 3])
+    trunk = _subgraph(model, _SPEC, ["N", 1, "T", 161], _TRUNK_OUT, ["N", 32, "T2", 80])
+    head = _subgraph(model, _TRUNK_OUT, ["N", 32, FRAMES // POOL, 80], "Identity:0", ["N", 3])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_threads
     opts.inter_op_num_threads = 1
+    opts.enable_mem_pattern = False  # the trunk's input length changes from clip to clip
 
     def session(proto):
         return ort.InferenceSession(
@@ -128,25 +132,26 @@ class SharedP835:
         )  # (n, 1, 900, 161)
         # Distinct frames: all of window 0, then the last 100 frames of each later window.
         spec = np.concatenate([specs[:1], *[s[None, :, -HOP_FRAMES:] for s in specs[1:]]], axis=2)
-        total = spec.shape[2]
-        full = np.empty((1, 32, total, spec.shape[3]), np.float32)
+        total = spec.shape[2]  # even: 900 + 100 (n - 1)
+        full = np.empty((1, 32, total // POOL, 80), np.float32)
         for a in range(0, total, TRUNK_CHUNK):
             b = min(total, a + TRUNK_CHUNK)
             lo, hi = max(0, a - EDGE), min(total, b + EDGE)
-            full[:, :, a:b] = self._trunk(spec[:, :, lo:hi])[:, :, a - lo : a - lo + (b - a)]
-        # Interior window edges see zero padding in the unsplit model: recompute them exactly.
-        left = [k for k in range(1, n)]  # window k's first EDGE frames
-        right = [k for k in range(n - 1)]  # window k's last EDGE frames
-        strips = [specs[k, :, :STRIP] for k in left] + [specs[k, :, -STRIP:] for k in right]
+            out = self._trunk(spec[:, :, lo:hi])
+            full[:, :, a // POOL : b // POOL] = out[:, :, (a - lo) // POOL : (b - lo) // POOL]
+        # Strips: the first STRIP frames of windows 1..n-1, then the last STRIP of windows 0..n-2.
+        strips = [specs[k, :, :STRIP] for k in range(1, n)]
+        strips += [specs[k, :, -STRIP:] for k in range(n - 1)]
         fixed = self._trunk(np.stack(strips)) if strips else None
+        e, step, size = EDGE // POOL, HOP_FRAMES // POOL, FRAMES // POOL
         raw = []
         for s in range(0, n, self.batch):
             ks = range(s, min(n, s + self.batch))
-            block = np.stack([full[0, :, k * HOP_FRAMES : k * HOP_FRAMES + FRAMES] for k in ks])
+            block = np.stack([full[0, :, k * step : k * step + size] for k in ks])
             for j, k in enumerate(ks):
                 if k >= 1:
-                    block[j, :, :EDGE] = fixed[left.index(k), :, :EDGE]
+                    block[j, :, :e] = fixed[k - 1, :, :e]
                 if k <= n - 2:
-                    block[j, :, -EDGE:] = fixed[len(left) + right.index(k), :, -EDGE:]
+                    block[j, :, -e:] = fixed[n - 1 + k, :, -e:]
             raw.append(self.head.run(None, {_TRUNK_OUT: block})[0])
         return np.concatenate(raw)

@@ -35,7 +35,7 @@ class PESQ(Metric):
     version = "1"
     description = "PESQ MOS-LQO against a reference recording (wide-band 16 kHz by default)."
     outputs = (
-        MetricOutput("pesq", True, (1.0, 4.64), "MOS-LQO", "P.862.2 (wb) or P.862.1 (nb) score"),
+        MetricOutput("pesq", True, (1.0, 4.65), "MOS-LQO", "P.862.2 (wb) or P.862.1 (nb) score"),
     )
     needs_reference_audio = True
     sample_rate = 16000

@@ -9,7 +9,9 @@ from helpers import REPO, cli
 
 
 def _declared_packages() -> set[str]:
-    return set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    return set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
 
 
 def test_every_package_folder_is_declared():
@@ -19,13 +21,27 @@ def test_every_package_folder_is_declared():
             rel = init.parent.relative_to(REPO / top).parts
             found.add(".".join((prefix, *rel)))
     missing = found - _declared_packages()
-    assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+    assert not missing, (
+        f"add these to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+    )
 
 
 def test_wheel_has_only_the_ttsadapt_namespace(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     wheel = next(tmp_path.glob("ttsadapt-*.whl"))
@@ -34,14 +50,26 @@ def test_wheel_has_only_the_ttsadapt_namespace(tmp_path):
     assert tops == {"ttsadapt", next(t for t in tops if t.endswith(".dist-info"))}, tops
     assert "ttsadapt/cli.py" in names and "ttsadapt/plugins/metrics/dnsmos.py" in names
     assert "ttsadapt/plugins/metrics/wada_snr_table.json" in names
-    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith("entry_points.txt")))
+        .decode()
+    )
     assert "ttsadapt = ttsadapt.cli:main" in entry_points
 
 
 def test_every_command_has_help():
     for args in (
-        [], ["plugins"], ["ls"], ["validate"], ["run"], ["leaderboard"], ["score"], ["data"],
-        ["data", "inspect"], ["data", "build"],
+        [],
+        ["plugins"],
+        ["ls"],
+        ["validate"],
+        ["run"],
+        ["leaderboard"],
+        ["score"],
+        ["data"],
+        ["data", "inspect"],
+        ["data", "build"],
     ):
         r = cli(*args, "--help")
         assert r.returncode == 0, (args, r.stderr)
