@@ -47,7 +47,7 @@ def figure_to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (text kept as text, no XML prologue)."""
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ttsadapt"}):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # same input, same bytes
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]
 
@@ -262,11 +262,7 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     x = systems["selected_val_loss"].to_numpy(float)
     y = systems["system"].map(rows["mean"]).to_numpy(float)
     ax.scatter(x, y, s=18, color=SYSTEM_COLOUR)
-    # labels 2 pt right of and above their points (plain text: cheaper than annotations)
-    offset = ax.transData + ScaledTranslation(2 / 72, 2 / 72, ax.figure.dpi_scale_trans)
-    for xi, yi, lab in zip(x, y, systems["method_params"]):
-        if lab and np.isfinite(yi):
-            ax.text(xi, yi, _short(lab, 18), fontsize=6, transform=offset)
+    _label_groups(ax, x, y, [_short(lab, 18) for lab in systems["method_params"].tolist()])
     ax.set_xlabel(f"val loss at checkpoint selected by {summary.select}", fontsize=8)
     first = rows.iloc[0]
     ax.set_ylabel(
@@ -275,6 +271,26 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     ax.set_title("across systems: lower loss ≠ better quality?", fontsize=8, y=1.0)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
+
+
+def _label_groups(ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str]) -> None:
+    """Write each distinct label once, 2 pt right of and above the point nearest its group's median.
+
+    Systems that differ only in data recipe or backbone share a label; drawn at every point they
+    stack into an unreadable smear (and cost a text layout each).
+    """
+    offset = ax.transData + ScaledTranslation(2 / 72, 2 / 72, ax.figure.dpi_scale_trans)
+    groups: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        if lab and np.isfinite(x[i]) and np.isfinite(y[i]):
+            groups.setdefault(lab, []).append(i)
+    for lab, where in groups.items():
+        gx, gy = x[where], y[where]
+        span_x = np.ptp(gx) or 1.0
+        span_y = np.ptp(gy) or 1.0
+        dist = ((gx - np.median(gx)) / span_x) ** 2 + ((gy - np.median(gy)) / span_y) ** 2
+        i = where[int(np.argmin(dist))]
+        ax.text(x[i], y[i], lab, fontsize=6, transform=offset)
 
 
 _CSS = """

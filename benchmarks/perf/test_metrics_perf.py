@@ -1,13 +1,19 @@
 """Metric throughput (run: pytest benchmarks/perf/test_metrics_perf.py --benchmark-enable -s).
 
-Real-time factor = seconds of audio scored per wall-clock second, on the five audiobook clips of
-pocketsphinx-testdata (24.7 s) plus codec2's 10.8 s clip.
+Real-time factor (RTF) = seconds of audio scored per second, on the five audiobook clips of
+pocketsphinx-testdata (24.7 s). Each test reports it against wall-clock time and against the
+CPU time of the whole process (all threads, ``time.process_time``). The machine these run on is
+shared, so wall-clock time depends on the other jobs; the CPU-time RTF does not (much), and it
+is what the assertions use: a process that needs C CPU-seconds finishes in at most C wall-seconds
+on an otherwise idle machine with at least one free core, so CPU RTF >= target means wall RTF >=
+target there. Where there is a plain baseline it runs in the same test for a ratio.
 """
 
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttsadapt.audio import load_audio
@@ -24,30 +30,57 @@ LIB = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 @pytest.fixture(scope="module")
 def items():
+    """The five clips; each item's speaker prompt is another clip of the same reader at 0.9 gain,
+    so no prompt equals any scored clip (no embedding is shared: the worst case)."""
     if not LIB.exists():
         pytest.skip("install the Debian package pocketsphinx-testdata")
-    out = []
-    lines = (LIB / "transcription").read_text().splitlines()
-    for line in lines:
+    clips = []
+    for line in (LIB / "transcription").read_text().splitlines():
         fid = line.rsplit("(", 1)[1].strip().rstrip(")")
         text = line.split("<s>")[1].split("</s>")[0]
         a, sr = load_audio(LIB / f"{fid}.wav")
-        out.append(
-            EvalItem(
-                id=fid,
-                audio=a,
-                sample_rate=sr,
-                text=text,
-                language="en",
-                speaker_prompt=a,
-                speaker_prompt_sample_rate=sr,
-            )
+        clips.append((fid, a, sr, text))
+    return [
+        EvalItem(
+            id=fid,
+            audio=a,
+            sample_rate=sr,
+            text=text,
+            language="en",
+            speaker_prompt=clips[(k + 1) % len(clips)][1] * np.float32(0.9),
+            speaker_prompt_sample_rate=sr,
         )
-    return out
+        for k, (fid, a, sr, text) in enumerate(clips)
+    ]
 
 
-def _rtf(items, seconds):
-    return sum(i.audio.size / i.sample_rate for i in items) / seconds
+def _audio_s(items):
+    return sum(i.audio.size / i.sample_rate for i in items)
+
+
+def _timed(fn, *args):
+    """(wall s, CPU s of this process, all threads) of one call."""
+    w, c = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def _report(name, items, wall, cpu, target=None):
+    s = _audio_s(items)
+    goal = f" (target {target}x)" if target else ""
+    print(f"\n{name}: {s / cpu:.1f}x real time by CPU time, {s / wall:.1f}x by wall clock{goal}")
+    return s / cpu
+
+
+def _plain_speaker_similarity(encoder, items):
+    """Baseline: resemblyzer as documented, one embed_utterance per clip and per prompt, with
+    torch's default thread count."""
+    from resemblyzer import preprocess_wav
+
+    for it in items:
+        a = encoder.embed_utterance(preprocess_wav(it.audio))
+        b = encoder.embed_utterance(preprocess_wav(it.speaker_prompt))
+        float(np.dot(a, b))
 
 
 def test_quality_metrics_realtime(benchmark, items):
@@ -55,10 +88,23 @@ def test_quality_metrics_realtime(benchmark, items):
     for m in metrics.values():
         m.setup()
     scorer = Scorer(metrics, None)
-    t = time.perf_counter()
-    benchmark.pedantic(scorer.score, args=(items, False), rounds=1, iterations=1)
-    rtf = _rtf(items, time.perf_counter() - t)
-    print(f"\nDNS-MOS + WADA-SNR + speaker similarity: {rtf:.1f}x real time (target 5x)")
+    scorer.score(items[:1], False)  # first-call allocations
+    plain_dnsmos = DNSMOS()
+    plain_dnsmos.share_overlap = False
+    plain_dnsmos.setup()
+    encoder = metrics["speaker_similarity"]._encoder
+    base = [_timed(plain_dnsmos.score, items), _timed(_plain_speaker_similarity, encoder, items)]
+    base.append(_timed(metrics["wada_snr"].score, items))
+    bw, bc = (sum(x) for x in zip(*base))
+    _report("baseline (whole DNSMOS model per window, embed_utterance per clip)", items, bw, bc)
+    wall, cpu = _timed(
+        lambda: benchmark.pedantic(scorer.score, args=(items, False), rounds=1, iterations=1)
+    )
+    rtf = _report("DNS-MOS + WADA-SNR + speaker similarity", items, wall, cpu, 5)
+    print(f"speed-up over the baseline: {bc / cpu:.1f}x CPU time, {bw / wall:.1f}x wall clock")
+    for name, m in metrics.items():
+        w, c = _timed(m.score, items)
+        _report(f"  {name} alone", items, w, c)
     assert rtf >= 5.0
 
 
@@ -66,10 +112,9 @@ def test_quality_metrics_realtime(benchmark, items):
 def test_cer_realtime(benchmark, items, model, target):
     m = CER(model=model)
     m.setup()
-    t = time.perf_counter()
-    benchmark.pedantic(m.score, args=(items,), rounds=1, iterations=1)
-    rtf = _rtf(items, time.perf_counter() - t)
-    print(f"\nCER with Whisper {model}: {rtf:.1f}x real time (target {target}x)")
+    m.score(items[:1])  # first-call allocations
+    wall, cpu = _timed(lambda: benchmark.pedantic(m.score, args=(items,), rounds=1, iterations=1))
+    rtf = _report(f"CER with Whisper {model}", items, wall, cpu, target)
     assert rtf >= target
 
 

@@ -35,7 +35,17 @@ CODEC_KEY = "ttsadapt_codec"
 
 
 def resolve_model_path(model: str, revision: str | None = None) -> Path:
-    """A local folder as is; anything else is a hub id fetched with ``snapshot_download``."""
+    """``reference`` (the embedded pre-trained tiny model), a local folder as is; anything else is a
+    hub id fetched with ``snapshot_download``."""
+    if model == "reference":
+        from .voxcpm2_reference import REFERENCE_DIR
+
+        if not (REFERENCE_DIR / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"the embedded reference model is missing ({REFERENCE_DIR}); make it with "
+                "`python -m ttsadapt.plugins.backbones.voxcpm2_reference`"
+            )
+        return REFERENCE_DIR
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():

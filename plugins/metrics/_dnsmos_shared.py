@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import ort_options
+
 FRAMES = 900  # frames per 9.01 s window
 HOP_FRAMES = 100  # window hop (1 s) in frames
 EDGE = 4  # frames at a window edge that see the window's zero padding (4 stacked 3x3 convs)
@@ -64,9 +66,7 @@ def split_sessions(model_path: str, intra_threads: int):
     front = _subgraph(model, "input_1", ["N", 144160], _SPEC, ["N", 1, FRAMES, 161])
     trunk = _subgraph(model, _SPEC, ["N", 1, "T", 161], _TRUNK_OUT, ["N", 32, "T2", 80])
     head = _subgraph(model, _TRUNK_OUT, ["N", 32, FRAMES // POOL, 80], "Identity:0", ["N", 3])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_threads
-    opts.inter_op_num_threads = 1
+    opts = ort_options(intra_threads)
     opts.enable_mem_pattern = False  # the trunk's input length changes from clip to clip
 
     def session(proto):

@@ -25,7 +25,7 @@ from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _dnsmos_shared
-from ._common import prepare_audio, torch_threads
+from ._common import ort_options, prepare_audio, torch_threads
 
 SAMPLE_RATE = 16000
 WINDOW_S = 9.01
@@ -60,9 +60,7 @@ def _sessions(variant: str):
     """Load the two ONNX sessions once per process (shared by every DNSMOS instance)."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch_threads()
-    opts.inter_op_num_threads = 1
+    opts = ort_options()
     p808_path = Path(str(resources.files("speechmos") / "dnsmos_models" / "model_v8.onnx"))
     main = ort.InferenceSession(str(_model_path(variant)), opts, providers=["CPUExecutionProvider"])
     p808 = ort.InferenceSession(str(p808_path), opts, providers=["CPUExecutionProvider"])

@@ -48,3 +48,32 @@ def test_outputs_and_missing_prompt(metric, librivox):
     assert ok.values["cosine_raw"] == pytest.approx(1.0, abs=1e-4)
     assert ok.values["cosine_01"] == pytest.approx((1 + ok.values["cosine_raw"]) / 2)
     assert missing.error.startswith("missing speaker prompt")
+
+
+def test_batched_embeddings_equal_resemblyzer_embed_utterance(metric, librivox, codec2):
+    from resemblyzer import preprocess_wav
+
+    from ttsadapt.plugins.metrics._common import prepare_audio
+
+    clips = [(a, sr) for _, a, sr, _ in librivox] + [codec2["hts1a"], codec2["forig"]]
+    ours = metric.embed_many([(a, sr, "audio") for a, sr in clips])
+    for (a, sr), emb in zip(clips, ours):
+        ref = metric._encoder.embed_utterance(preprocess_wav(prepare_audio(a, sr, 16000)))
+        assert np.abs(emb - ref / np.linalg.norm(ref)).max() < 1e-5
+
+
+def test_shared_clip_error_names_each_field(metric, librivox):
+    _, a, sr, _ = librivox[0]
+    short = a[:800]  # 50 ms: too short, used as one item's audio and another's prompt
+    as_audio, as_prompt = metric.score(
+        [
+            EvalItem(
+                id="a", audio=short, sample_rate=sr, speaker_prompt=a, speaker_prompt_sample_rate=sr
+            ),
+            EvalItem(
+                id="p", audio=a, sample_rate=sr, speaker_prompt=short, speaker_prompt_sample_rate=sr
+            ),
+        ]
+    )
+    assert as_audio.error.startswith("too short: audio")
+    assert as_prompt.error.startswith("too short: speaker prompt")
