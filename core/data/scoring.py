@@ -3,27 +3,61 @@
 Values are cached on the clip (``clip.extra["scores"]["<metric>/<output>"]``) so a filter chain
 or a card never scores a clip twice; a manifest line may also carry precomputed values under the
 same key, or a plain number under the metric's name (``"dnsmos": 3.1``) which counts as its
-headline output. Metric instances are set up once per registry and reused.
+headline output. Metric instances are set up once per registry and parameter set and reused.
+
+A metric may be given parameters (``params``, e.g. ``{"model": "tiny.en"}`` for ``cer``): they are
+validated against the metric's ``Params`` (a :class:`~ttsadapt.errors.ConfigError` names the bad
+field), and values scored with non-default parameters are cached under their own key
+(``"cer[model=tiny.en]/cer"``) so they never mix with the default metric's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..audio import load_audio
-from ..errors import ItemError
+from ..errors import ConfigError, ItemError
 from ..types import Clip, EvalItem
 
-_INSTANCES: dict[tuple[int, str], Any] = {}
+_INSTANCES: dict[tuple[int, str, str], Any] = {}
 
 
-def get_metric(registry: Any, name: str) -> Any:
-    """A set-up instance of metric ``name`` (created once per registry)."""
-    key = (id(registry), name)
+def resolve_metric_params(
+    registry: Any, name: str, params: Mapping[str, Any] | None, where: str = "metric_params"
+) -> dict[str, Any]:
+    """``params`` validated against metric ``name``'s ``Params`` (only the keys given).
+
+    Raises :class:`ConfigError` naming ``where`` and the offending field.
+    """
+    if not params:
+        return {}
+    cls = registry.get("metric", name)
+    try:
+        cls.Params(**dict(params))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid parameters for metric '{name}': {problems}") from exc
+    return dict(params)
+
+
+def _params_tag(params: Mapping[str, Any] | None) -> str:
+    if not params:
+        return ""
+    return "[" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + "]"
+
+
+def get_metric(registry: Any, name: str, params: Mapping[str, Any] | None = None) -> Any:
+    """A set-up instance of metric ``name`` with ``params`` (created once per registry/params)."""
+    key = (id(registry), name, json.dumps(dict(params or {}), sort_keys=True, default=str))
     if key not in _INSTANCES:
         cls = registry.get("metric", name)
-        metric = cls()
+        metric = cls(**dict(params or {}))
         metric.setup()
         _INSTANCES[key] = metric
     return _INSTANCES[key]
@@ -48,26 +82,29 @@ def score_clips(
     registry: Any,
     output: str | None = None,
     batch_size: int = 16,
+    params: Mapping[str, Any] | None = None,
 ) -> list[tuple[float | None, str | None]]:
     """One ``(value, error)`` per clip: the metric's ``output`` (default: its headline).
 
-    A clip that cannot be loaded or scored gets ``(None, reason)``; the others go on.
+    ``params`` are the metric's parameters (validated; default: the metric's defaults). A clip
+    that cannot be loaded or scored gets ``(None, reason)``; the others go on.
     """
     metric_cls = registry.get("metric", metric_name)
+    params = resolve_metric_params(registry, metric_name, params)
     headline = metric_cls.outputs[0].name if metric_cls.outputs else None
     output = output or headline
-    key = f"{metric_name}/{output}"
+    key = f"{metric_name}{_params_tag(params)}/{output}"
     results: list[tuple[float | None, str | None]] = [(None, None)] * len(clips)
     todo: list[int] = []
     for i, clip in enumerate(clips):
-        value = _cached(clip, key, metric_name, output == headline)
+        value = _cached(clip, key, metric_name, output == headline and not params)
         if value is None:
             todo.append(i)
         else:
             results[i] = (value, None)
     if not todo:
         return results
-    metric = get_metric(registry, metric_name)
+    metric = get_metric(registry, metric_name, params)
     sr = metric_cls.sample_rate
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]

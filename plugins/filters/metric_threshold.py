@@ -2,7 +2,9 @@
 
 Not a plugin itself: ``min_wada_snr``, ``min_dnsmos`` and ``asr_cer`` subclass it. The metric
 comes from ``context["registry"]`` (the runner's component registry) by name; a clip the metric
-cannot score is dropped with the metric's error as its reason.
+cannot score is dropped with the metric's error as its reason. ``metric_params`` (a table of the
+metric's own parameters, e.g. ``{model = "tiny.en"}`` for ``cer``) configure the metric; they are
+validated before any clip is scored.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ttsadapt.components import DataFilter, FilterResult
-from ttsadapt.data.scoring import score_clips
+from ttsadapt.data.scoring import resolve_metric_params, score_clips
 from ttsadapt.errors import ConfigError
 from ttsadapt.types import Clip
 
@@ -39,11 +41,14 @@ class MetricThresholdFilter(DataFilter):
                 f"filter '{self.name}' needs metric '{metric}', which no plugin registers "
                 f"(known metrics: {', '.join(registry.names('metric')) or 'none'})"
             )
+        metric_params = resolve_metric_params(
+            registry, metric, self.params.metric_params, f"filter '{self.name}' metric_params"
+        )
         threshold = getattr(self.params, self.threshold_field)
         kept: list[Clip] = []
         dropped: list[tuple[Clip, str]] = []
         for clip, (value, error) in zip(
-            clips, score_clips(clips, metric, registry, self.params.output)
+            clips, score_clips(clips, metric, registry, self.params.output, params=metric_params)
         ):
             if value is None:
                 dropped.append((clip, f"{self.name}: could not score with {metric}: {error}"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -16,6 +16,9 @@ class MinDnsmosParams(Params):
     min_score: float = Field(3.0, ge=1.0, le=5.0, description="lowest DNS-MOS kept (1–5)")
     metric: str = Field("dnsmos", description="registered DNS-MOS metric")
     output: str | None = Field(None, description="output to use (default: headline, OVRL)")
+    metric_params: dict[str, Any] = Field(
+        default_factory=dict, description="parameters of the metric ({variant: personalized})"
+    )
 
 
 class MinDnsmosFilter(MetricThresholdFilter):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -16,6 +16,9 @@ class MinWadaSnrParams(Params):
     min_db: float = Field(15.0, description="lowest WADA-SNR kept, dB")
     metric: str = Field("wada_snr", description="registered metric that estimates the SNR")
     output: str | None = Field(None, description="metric output to use (default: its headline)")
+    metric_params: dict[str, Any] = Field(
+        default_factory=dict, description="parameters of the metric (if it has any)"
+    )
 
 
 class MinWadaSnrFilter(MetricThresholdFilter):

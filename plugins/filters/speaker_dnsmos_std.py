@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ttsadapt.components import DataFilter, FilterResult, Params
-from ttsadapt.data.scoring import score_clips
+from ttsadapt.data.scoring import resolve_metric_params, score_clips
 from ttsadapt.errors import ConfigError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip
@@ -27,6 +27,9 @@ class SpeakerDnsmosStdParams(Params):
     min_std: float = Field(0.15, ge=0, description="lowest std of a speaker's DNS-MOS kept")
     metric: str = Field("dnsmos", description="registered DNS-MOS metric")
     output: str | None = Field(None, description="output to use (default: headline, OVRL)")
+    metric_params: dict[str, Any] = Field(
+        default_factory=dict, description="parameters of the metric ({variant: personalized})"
+    )
 
 
 class SpeakerDnsmosStdFilter(DataFilter):
@@ -43,7 +46,10 @@ class SpeakerDnsmosStdFilter(DataFilter):
             raise ConfigError(
                 f"filter '{self.name}' needs metric '{metric}', which no plugin registers"
             )
-        values = score_clips(clips, metric, registry, self.params.output)
+        metric_params = resolve_metric_params(
+            registry, metric, self.params.metric_params, f"filter '{self.name}' metric_params"
+        )
+        values = score_clips(clips, metric, registry, self.params.output, params=metric_params)
         by_speaker: dict[str, list[tuple[Clip, float]]] = defaultdict(list)
         kept: list[Clip] = []
         dropped: list[tuple[Clip, str]] = []

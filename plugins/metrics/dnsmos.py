@@ -187,9 +187,12 @@ class DNSMOS(Metric):
         self._main, self._p808 = _sessions(self.params.variant)
         self._shared = None
         if self.share_overlap and _dnsmos_shared.available():
-            self._shared = _dnsmos_shared.SharedP835(
-                _model_path(self.params.variant), torch_threads(), self.params.batch_windows
-            )
+            try:
+                self._shared = _dnsmos_shared.SharedP835(
+                    _model_path(self.params.variant), torch_threads(), self.params.batch_windows
+                )
+            except ValueError:  # a model graph the splitter does not know: whole-model path
+                self._shared = None
 
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
         if not hasattr(self, "_main"):
@@ -232,7 +235,7 @@ class DNSMOS(Metric):
         raw: list[np.ndarray | None] = [None] * len(per_item)
         plain = [j for j, (_, _, w) in enumerate(per_item) if self._shared is None or len(w) == 1]
         for j, (_, _, w) in enumerate(per_item):
-            if j not in plain:
+            if self._shared is not None and len(w) > 1:
                 raw[j] = self._shared.clip(w)
         if plain:
             batch = np.concatenate([per_item[j][2] for j in plain])
