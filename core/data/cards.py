@@ -14,8 +14,10 @@ not registered its columns are ``null`` and ``notes`` says why.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,15 @@ import numpy as np
 from ..audio import load_audio, resample
 from ..errors import ItemError
 from ..records import atomic_write_json, atomic_write_text
-from ..types import Clip
+from ..types import Clip, EvalItem
 from .acoustics import EnergyAccumulator, frame_energy_db
 from .manifest import load_manifest
 
 ENERGY_STD_GAIN_DB = 13.0
 ENERGY_STD_DEGRADE_DB = 10.0
-CARD_VERSION = 1
+CARD_VERSION = 2
+DNSMOS_MAX_CLIPS = 12  # per (speaker, language) group; see DnsmosSample
+DNSMOS_MAX_MINUTES = 2.0
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
 
@@ -82,90 +86,187 @@ class _Group:
             "energy_std_db": energy_std,
             "dnsmos_ovrl_mean": r(_mean(self.dnsmos)),
             "dnsmos_ovrl_std": r(_std(self.dnsmos)),
+            "dnsmos_clips": len(self.dnsmos),
             "wada_snr_mean_db": r(_mean(self.wada), 2),
             "adaptation_risk": adaptation_risk(energy_std),
             "unreadable_clips": self.errors,
         }
 
 
-def _score_all(
-    clips: list[Clip], audio: dict[str, tuple[np.ndarray, int]], registry: Any, name: str
-) -> tuple[dict[str, float], str | None]:
-    """Headline value per clip id from metric ``name``, or a note why there is none."""
-    if registry is None or name not in registry.names("metric"):
-        return {}, f"metric '{name}' is not registered; its columns are null"
-    from ..types import EvalItem
-    from .scoring import get_metric
+@dataclass(frozen=True)
+class DnsmosSample:
+    """Which clips the DNS-MOS columns are computed on.
 
-    cls = registry.get("metric", name)
-    metric = get_metric(registry, name)
-    out_name = cls.outputs[0].name
-    values: dict[str, float] = {}
-    batch: list[EvalItem] = []
+    DNS-MOS follows Microsoft's recipe (9.01 s windows every second, short clips repeated), so it
+    costs about one model window per second of audio — far more than every other column together.
+    By default a card therefore scores a deterministic sample per (speaker, language) group: the
+    group's clips ordered by ``sha256(f"{seed}:{clip id}")`` (independent of manifest order, stable
+    when clips are added), taken in that order until ``max_clips`` clips or ``max_minutes`` of
+    audio are reached (at least one clip). ``all_clips=True`` scores every clip. Each row's
+    ``dnsmos_clips`` says how many clips its DNS-MOS columns rest on; every other column uses all
+    clips.
+    """
 
-    def flush() -> None:
-        for s in metric.score(batch):
-            if s.error is None and out_name in s.values:
-                values[s.id] = float(s.values[out_name])
-        batch.clear()
+    all_clips: bool = False
+    max_clips: int = DNSMOS_MAX_CLIPS
+    max_minutes: float = DNSMOS_MAX_MINUTES
+    seed: int = 0
 
-    for clip in clips:
-        if clip.id not in audio:
-            continue
-        x, sr = audio[clip.id]
-        if cls.sample_rate and sr != cls.sample_rate:
-            x, sr = resample(x, sr, cls.sample_rate), cls.sample_rate
-        batch.append(EvalItem(id=clip.id, audio=x, sample_rate=sr, text=clip.text))
-        if len(batch) >= 32:
-            flush()
-    if batch:
-        flush()
-    return values, None
+    def describe(self) -> dict[str, Any]:
+        if self.all_clips:
+            return {"mode": "all", "rule": "DNS-MOS over every clip"}
+        return {
+            "mode": "sample",
+            "max_clips_per_group": self.max_clips,
+            "max_minutes_per_group": self.max_minutes,
+            "seed": self.seed,
+            "rule": (
+                f"per (speaker, language): clips ordered by sha256('{self.seed}:<clip id>'), "
+                f"taken until {self.max_clips} clips or {self.max_minutes:g} min of audio "
+                "(at least one)"
+            ),
+        }
+
+    def select(self, clips: list[Clip], durations: dict[str, float]) -> set[str]:
+        """Ids of the clips to score (only clips whose audio was read, i.e. in ``durations``)."""
+        readable = [c for c in clips if c.id in durations]
+        if self.all_clips:
+            return {c.id for c in readable}
+        groups: dict[tuple[str, str], list[Clip]] = defaultdict(list)
+        for clip in readable:
+            groups[(clip.speaker, clip.language)].append(clip)
+        chosen: set[str] = set()
+        for group in groups.values():
+            group.sort(key=lambda c: hashlib.sha256(f"{self.seed}:{c.id}".encode()).hexdigest())
+            seconds = 0.0
+            for n, clip in enumerate(group):
+                if n >= self.max_clips or (n and seconds >= self.max_minutes * 60.0):
+                    break
+                chosen.add(clip.id)
+                seconds += durations[clip.id]
+        return chosen
+
+
+class _Scorer:
+    """Batches clips into a registered metric; headline value per clip id."""
+
+    def __init__(self, registry: Any, name: str, batch: int = 32) -> None:
+        from .scoring import get_metric
+
+        self.cls = registry.get("metric", name)
+        self.metric = get_metric(registry, name)
+        self.output = self.cls.outputs[0].name
+        self.batch_size = batch
+        self.values: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self._batch: list[EvalItem] = []
+
+    def add(self, clip: Clip, x: np.ndarray, sr: int) -> None:
+        if self.cls.sample_rate and sr != self.cls.sample_rate:
+            x, sr = resample(x, sr, self.cls.sample_rate), self.cls.sample_rate
+        self._batch.append(EvalItem(id=clip.id, audio=x, sample_rate=sr, text=clip.text))
+        if len(self._batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        try:
+            scores = self.metric.score(self._batch)
+        except Exception as exc:  # noqa: BLE001 - a failing batch leaves its clips unscored
+            for item in self._batch:
+                self.errors[item.id] = f"{type(exc).__name__}: {exc}"
+            scores = []
+        for s in scores:
+            if s.error is None and self.output in s.values:
+                self.values[s.id] = float(s.values[self.output])
+            else:
+                self.errors[s.id] = s.error or f"no '{self.output}' value"
+        self._batch.clear()
 
 
 def build_card(
-    clips: list[Clip], registry: Any = None, with_dnsmos: bool = True, with_wada: bool = True
+    clips: list[Clip],
+    registry: Any = None,
+    with_dnsmos: bool = True,
+    with_wada: bool = True,
+    dnsmos_sample: DnsmosSample | None = None,
 ) -> dict[str, Any]:
-    """The card's data (no files written)."""
+    """The card's data (no files written).
+
+    Reads every clip once (two passes over the files: energy/words/WADA-SNR on all clips, then
+    DNS-MOS on the clips ``dnsmos_sample`` selects); only one metric batch is held in memory.
+    """
+    sample = dnsmos_sample or DnsmosSample()
     groups: dict[str, dict[str, _Group]] = {
         "speakers": defaultdict(_Group),
         "languages": defaultdict(_Group),
     }
     overall = _Group()
     notes: list[str] = []
-    audio: dict[str, tuple[np.ndarray, int]] = {}
+
+    def rows_of(clip: Clip) -> tuple[_Group, _Group, _Group]:
+        return groups["speakers"][clip.speaker], groups["languages"][clip.language], overall
+
+    scorers: dict[str, _Scorer] = {}
+    for name, wanted in (("dnsmos", with_dnsmos), ("wada_snr", with_wada)):
+        if not wanted:
+            notes.append(f"{name} not computed (switched off)")
+        elif registry is None or name not in registry.names("metric"):
+            notes.append(f"metric '{name}' is not registered; its columns are null")
+        else:
+            scorers[name] = _Scorer(registry, name)
+    wada = scorers.get("wada_snr")
+    durations: dict[str, float] = {}
     for clip in clips:
-        keys = [groups["speakers"][clip.speaker], groups["languages"][clip.language], overall]
         try:
             x, sr = load_audio(clip.audio)
         except ItemError as exc:
-            for g in keys:
+            for g in rows_of(clip):
                 g.errors += 1
             notes.append(f"{clip.id}: {exc}")
             continue
-        audio[clip.id] = (x, sr)
+        durations[clip.id] = x.size / sr
         energies = frame_energy_db(x, sr)
         words = _words(clip.text)
-        for g in keys:
+        for g in rows_of(clip):
             g.durations.append(x.size / sr)
             g.words.append(len(words))
             g.vocab.update(words)
             g.energy.add(energies)
-    for name, attr, wanted in (("dnsmos", "dnsmos", with_dnsmos), ("wada_snr", "wada", with_wada)):
-        if not wanted:
-            notes.append(f"{name} not computed (switched off)")
-            continue
-        values, note = _score_all(clips, audio, registry, name)
-        if note:
-            notes.append(note)
+        if wada is not None:
+            wada.add(clip, x, sr)
+    card_sample: dict[str, Any] | None = None
+    dnsmos = scorers.get("dnsmos")
+    if dnsmos is not None:
+        chosen = sample.select(clips, durations)
         for clip in clips:
-            if clip.id in values:
-                for g in (
-                    groups["speakers"][clip.speaker],
-                    groups["languages"][clip.language],
-                    overall,
-                ):
-                    getattr(g, attr).append(values[clip.id])
+            if clip.id in chosen:
+                try:
+                    x, sr = load_audio(clip.audio)
+                except ItemError as exc:  # changed since the first pass
+                    dnsmos.errors[clip.id] = str(exc)
+                    continue
+                dnsmos.add(clip, x, sr)
+        card_sample = {
+            **sample.describe(),
+            "clips_scored": len(chosen),
+            "clips_total": len(durations),
+            "hours_scored": round(sum(durations[i] for i in chosen) / 3600.0, 6),
+        }
+    for name, attr in (("dnsmos", "dnsmos"), ("wada_snr", "wada")):
+        scorer = scorers.get(name)
+        if scorer is None:
+            continue
+        scorer.flush()
+        for clip in clips:
+            if clip.id in scorer.values:
+                for g in rows_of(clip):
+                    getattr(g, attr).append(scorer.values[clip.id])
+        for cid, err in list(scorer.errors.items())[:20]:
+            notes.append(f"{cid}: {name} failed: {err}")
+        if len(scorer.errors) > 20:
+            notes.append(f"{name} failed on {len(scorer.errors) - 20} more clip(s)")
     return {
         "card_version": CARD_VERSION,
         "thresholds": {
@@ -173,6 +274,7 @@ def build_card(
             "energy_std_degrade_db": ENERGY_STD_DEGRADE_DB,
             "rule": "adaptation_risk: low if energy_std_db >= 13, high if < 10, else medium",
         },
+        "dnsmos_sample": card_sample,
         "overall": overall.row(),
         "speakers": {k: v.row() for k, v in sorted(groups["speakers"].items())},
         "languages": {k: v.row() for k, v in sorted(groups["languages"].items())},
@@ -191,6 +293,7 @@ COLUMNS = (
     ("energy_std_db", "energy std dB"),
     ("dnsmos_ovrl_mean", "DNS-MOS mean"),
     ("dnsmos_ovrl_std", "DNS-MOS std"),
+    ("dnsmos_clips", "DNS-MOS clips"),
     ("wada_snr_mean_db", "WADA-SNR dB"),
     ("adaptation_risk", "risk"),
 )
@@ -218,6 +321,12 @@ def card_markdown(card: dict[str, Any], title: str = "Data card") -> str:
             lines.append("| " + " | ".join([key, *[fmt(row[c]) for c, _ in COLUMNS]]) + " |")
         lines.append("")
     lines.append(f"Risk rule: {card['thresholds']['rule']} (seed study's energy-std thresholds).")
+    sample = card.get("dnsmos_sample")
+    if sample and sample.get("mode") == "sample":
+        lines.append(
+            f"DNS-MOS columns: {sample['clips_scored']} of {sample['clips_total']} clips, "
+            f"{sample['rule']}; every other column uses all clips (`--dnsmos-all` scores all)."
+        )
     if card.get("notes"):
         lines += ["", "Notes:", *[f"- {n}" for n in card["notes"][:50]]]
     return "\n".join(lines) + "\n"
@@ -263,11 +372,14 @@ def inspect_manifest(
     with_dnsmos: bool = True,
     registry: Any = None,
     with_wada: bool = True,
+    dnsmos_sample: DnsmosSample | None = None,
 ) -> dict:
     """Write the data card of ``manifest`` to ``out`` (JSON) plus ``.md`` and ``.png`` beside it.
 
     ``out`` defaults to ``<manifest stem>.card.json`` beside the manifest. Quarantined lines are
-    counted in the card (``quarantine``). Returns the card.
+    counted in the card (``quarantine``). DNS-MOS uses ``dnsmos_sample`` (default: up to
+    ``DNSMOS_MAX_CLIPS`` clips / ``DNSMOS_MAX_MINUTES`` min per speaker and language;
+    ``DnsmosSample(all_clips=True)`` for every clip). Returns the card.
     """
     manifest = Path(manifest)
     load = load_manifest(manifest, check_audio="header")
@@ -275,7 +387,7 @@ def inspect_manifest(
         from ..registry import build_registry
 
         registry = build_registry()
-    card = build_card(load.clips, registry, with_dnsmos, with_wada)
+    card = build_card(load.clips, registry, with_dnsmos, with_wada, dnsmos_sample)
     card["manifest"] = str(manifest)
     card["quarantine"] = {"count": len(load.quarantine), "by_reason": load.counts()}
     out = Path(out) if out is not None else manifest.with_name(manifest.stem + ".card.json")

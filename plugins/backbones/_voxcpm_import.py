@@ -91,7 +91,7 @@ def import_voxcpm2() -> types.ModuleType:
             "the VoxCPM2 backbone needs `einops` (a dependency of voxcpm): pip install einops"
         ) from exc
     if _torchaudio_works():
-        return importlib.import_module(name)
+        return _quiet(importlib.import_module(name))
     # Import every third-party module voxcpm needs *before* the stand-in exists, so that only
     # voxcpm's own modules run while it is in sys.modules (transformers, for one, probes
     # ``importlib.util.find_spec("torchaudio")`` when it is first imported).
@@ -100,7 +100,18 @@ def import_voxcpm2() -> types.ModuleType:
     from transformers import LlamaTokenizerFast  # noqa: F401 - resolves the lazy module now
 
     with _torchaudio_shim():
-        return importlib.import_module(name)
+        return _quiet(importlib.import_module(name))
+
+
+def _quiet(module: types.ModuleType) -> types.ModuleType:
+    """voxcpm draws a bar of its own for every generated utterance; the runner already shows a
+    synthesis bar, so voxcpm's per-step bar is switched off (its module attribute, not its file)."""
+    import functools
+
+    from tqdm import tqdm
+
+    module.tqdm = functools.partial(tqdm, disable=True)
+    return module
 
 
 def import_lora_layer() -> types.ModuleType:
