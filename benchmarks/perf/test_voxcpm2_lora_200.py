@@ -21,7 +21,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("torch")
-pytest.importorskip("voxcpm")
 
 from ttsadapt.components import RunContext, TrainingData  # noqa: E402
 

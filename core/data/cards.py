@@ -1,6 +1,6 @@
 """Data cards: the seed paper's data table per speaker and per language, plus adaptation risk.
 
-``inspect_manifest`` loads a manifest (validating it), reads every clip once, and writes
+``inspect_manifest`` loads a manifest (validating it), reads every clip, and writes
 ``CARD.json``, ``CARD.md`` (Markdown table) and ``CARD.png`` (plot). Columns, units in the keys:
 
 ``hours``, ``clips``, ``duration_mean_s``, ``duration_std_s``, ``unique_words``,
@@ -10,6 +10,13 @@ and ``adaptation_risk`` from the seed study's thresholds on ``energy_std_db``: `
 more (gains expected), ``high`` below 10 dB (degradation expected), ``medium`` between.
 DNS-MOS and WADA-SNR come from the registered ``dnsmos`` and ``wada_snr`` metrics; when one is
 not registered its columns are ``null`` and ``notes`` says why.
+
+DNS-MOS is by far the most expensive column (about one model window per audio second), so by
+default it is computed on a documented, deterministic sample of each speaker's clips
+(:class:`DnsmosSample`: up to 12 clips or 2 minutes per speaker and language) and each row's
+``dnsmos_clips`` says how many clips its DNS-MOS columns rest on; ``card["dnsmos_sample"]`` states
+the rule. ``DnsmosSample(all_clips=True)`` (CLI ``--dnsmos-all``) scores every clip. Every other
+column is computed over all clips.
 """
 
 from __future__ import annotations

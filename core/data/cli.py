@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError, TTSAdaptError
+from .cards import DNSMOS_MAX_CLIPS, DNSMOS_MAX_MINUTES
 
 EXIT_CODES = """exit codes:
   0  success
@@ -21,11 +22,35 @@ EXIT_CODES = """exit codes:
 """
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from .cards import inspect_manifest
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
 
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .cards import DnsmosSample, inspect_manifest
+
+    sample = DnsmosSample(
+        all_clips=args.dnsmos_all,
+        max_clips=args.dnsmos_clips,
+        max_minutes=args.dnsmos_minutes,
+        seed=args.dnsmos_seed,
+    )
     card = inspect_manifest(
-        Path(args.manifest), Path(args.out) if args.out else None, with_dnsmos=not args.no_dnsmos
+        Path(args.manifest),
+        Path(args.out) if args.out else None,
+        with_dnsmos=not args.no_dnsmos,
+        with_wada=not args.no_wada,
+        dnsmos_sample=sample,
     )
     from .cards import card_markdown
 
@@ -150,6 +175,30 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--out", help="card JSON path (default: <manifest>.card.json); .md/.png beside it"
     )
     p.add_argument("--no-dnsmos", action="store_true", help="skip DNS-MOS (faster)")
+    p.add_argument(
+        "--dnsmos-all",
+        action="store_true",
+        help="DNS-MOS on every clip (slow: ~1 model window per audio second) instead of the "
+        "default deterministic per-speaker sample",
+    )
+    p.add_argument(
+        "--dnsmos-clips",
+        type=_positive_int,
+        default=DNSMOS_MAX_CLIPS,
+        metavar="N",
+        help="DNS-MOS sample: at most N clips per speaker and language (default %(default)s)",
+    )
+    p.add_argument(
+        "--dnsmos-minutes",
+        type=_positive_float,
+        default=DNSMOS_MAX_MINUTES,
+        metavar="M",
+        help="DNS-MOS sample: stop a speaker's sample once M minutes of audio are in it "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--dnsmos-seed", type=int, default=0, help="seed of the DNS-MOS sample (default 0)"
+    )
     p.add_argument("--no-wada", action="store_true", help="skip WADA-SNR")
     p.set_defaults(func=_guard(_inspect))
 

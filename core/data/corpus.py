@@ -69,6 +69,15 @@ class SpeakerSpec(_Model):
     noise: Literal["white", "pink", "brown"] = "white"
     rt60_s: float | None = Field(None, gt=0, le=2.0, description="reverberation time; None: dry")
 
+    @model_validator(mode="after")
+    def _pitch_needs_espeak(self) -> SpeakerSpec:
+        if self.engine != "espeak-ng" and (self.pitch != 50.0 or self.pitch_jitter):
+            raise ValueError(
+                f"speaker {self.id!r}: pitch and pitch_jitter need engine 'espeak-ng'; "
+                f"{self.engine} has no pitch control (leave pitch at 50 and pitch_jitter at 0)"
+            )
+        return self
+
 
 def default_speakers() -> list[SpeakerSpec]:
     """Six English espeak-ng speakers: three low- and three high-variability by construction."""

@@ -6,6 +6,7 @@ not installed is a :class:`ttsadapt.errors.DataError` naming the Debian package 
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import subprocess
@@ -39,6 +40,26 @@ def _require(engine: str) -> str:
     return binary
 
 
+@functools.lru_cache(maxsize=1)
+def flite_voices() -> tuple[str, ...]:
+    """The voices compiled into the installed flite (``flite -lv``)."""
+    proc = subprocess.run([_require("flite"), "-lv"], capture_output=True, text=True, timeout=30)
+    return tuple(proc.stdout.split(":", 1)[-1].split())
+
+
+def _check_flite_voice(voice: str) -> None:
+    # flite silently falls back to its default voice for an unknown name: refuse instead
+    if voice.endswith(".flitevox") or "/" in voice:
+        if not Path(voice).is_file():
+            raise DataError(f"flite voice file {voice!r} does not exist")
+        return
+    if voice not in flite_voices():
+        raise DataError(
+            f"flite has no voice {voice!r}; installed: {', '.join(flite_voices())} "
+            "(or give a path to a .flitevox file)"
+        )
+
+
 def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
     try:
         audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
@@ -52,8 +73,11 @@ def synthesize(
 ) -> tuple[np.ndarray, int]:
     """Speak ``text`` with ``engine``/``voice``; ``rate_wpm`` and ``pitch`` (0–99) where supported.
 
-    espeak-ng takes both (``-s``, ``-p``); flite takes the rate as a duration stretch; festival's
-    ``text2wave`` takes the voice as ``(voice_NAME)`` and ignores both.
+    espeak-ng takes both (``-s``, ``-p``). flite (voices ``slt``, ``kal16``, ``rms``, ``awb``…;
+    ``flite -lv`` lists them) and festival's ``text2wave`` (voices named as in ``(voice_NAME)``,
+    e.g. ``kal_diphone`` from Debian's festvox-kallpc16k) take the rate as a duration stretch
+    relative to 165 words per minute and have no pitch control (:class:`SpeakerSpec` refuses a
+    pitch setting for them).
     """
     binary = _require(engine)
     if engine == "espeak-ng":
@@ -68,6 +92,7 @@ def synthesize(
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.wav"
         if engine == "flite":
+            _check_flite_voice(voice)
             stretch = 165.0 / max(rate_wpm, 1.0)
             cmd = [binary, "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
             cmd += ["-t", text, "-o", str(out)]
@@ -75,7 +100,9 @@ def synthesize(
         else:  # festival
             txt = Path(tmp) / "in.txt"
             txt.write_text(text, encoding="utf-8")
-            cmd = [binary, "-eval", f"(voice_{voice})", str(txt), "-o", str(out)]
+            stretch = 165.0 / max(rate_wpm, 1.0)
+            setup = f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {stretch:.3f}))"
+            cmd = [binary, "-eval", setup, str(txt), "-o", str(out)]
             proc = subprocess.run(cmd, capture_output=True, timeout=120)
         if proc.returncode != 0 or not out.is_file():
             raise DataError(

@@ -12,6 +12,7 @@ wrapped); with several processes the gradients are averaged explicitly before ea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -98,6 +99,15 @@ class Trainer:
             build_optimizer(self.params, cfg), device_placement=False
         )
         self.scheduler = build_scheduler(self.optimizer.optimizer, cfg)
+        # one process, no gradient scaler: call torch directly (see :meth:`step`)
+        self._plain = self.accelerator.num_processes == 1 and self.accelerator.scaler is None
+        self._optim = self.optimizer.optimizer if self._plain else self.optimizer
+        self._autocast = (
+            contextlib.nullcontext
+            if self.accelerator.mixed_precision == "no"
+            else self.accelerator.autocast
+        )
+        self._bar_n = 0
         self.step_idx = 0
         self.n_batches = math.ceil(len(self.train_examples) / cfg.batch_size)
         self._perm_epoch = -1
@@ -127,36 +137,55 @@ class Trainer:
     # ------------------------------------------------------------------ steps
 
     def step(self) -> dict[str, float]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns the mean losses."""
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean losses.
+
+        One host synchronisation per step (the losses and the gradient norm come back together,
+        before the update, so a non-finite loss never reaches the weights). On one process without
+        a gradient scaler the torch calls are made directly: Accelerate's per-step wrappers add
+        nothing there but Python overhead (package look-ups, an extra loss division).
+        """
         t0 = time.perf_counter()
         cfg, acc = self.cfg, self.accelerator
-        self.module.train()
+        if not self.module.training:
+            self.module.train()
         sums: dict[str, torch.Tensor] = {}
         for j in range(cfg.grad_accum):
             batch = self._batch_at(self.step_idx * cfg.grad_accum + j)
-            with acc.autocast():
+            with self._autocast():
                 parts = self.backbone.loss(batch)
-            acc.backward(parts["loss"] / cfg.grad_accum)
+            loss = parts["loss"] if cfg.grad_accum == 1 else parts["loss"] / cfg.grad_accum
+            if self._plain:
+                loss.backward()
+            else:
+                acc.backward(loss)
             for key, value in parts.items():
-                value = value.detach().float()
+                value = value.detach()
                 sums[key] = sums[key] + value if key in sums else value
         if acc.num_processes > 1:
             for p in self.params:
                 if p.grad is not None:
                     p.grad = acc.reduce(p.grad, reduction="mean")
-        grad_norm = None
+        keys = list(sums)
+        scalars = [sums[k].float().reshape(()) for k in keys]
         if cfg.clip_grad_norm is not None:
-            grad_norm = acc.clip_grad_norm_(self.params, cfg.clip_grad_norm)
-        values = {k: float(v) / cfg.grad_accum for k, v in sums.items()}
+            if self._plain:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad_norm)
+            else:
+                norm = acc.clip_grad_norm_(self.params, cfg.clip_grad_norm)
+            keys.append("grad_norm")
+            scalars.append(torch.as_tensor(norm, device=scalars[0].device).float().reshape(()))
+        host = torch.stack(scalars).tolist()  # the one sync of the step
+        values = {k: v for k, v in zip(keys, host)}
+        if cfg.grad_accum > 1:
+            for k in keys[: len(sums)]:
+                values[k] /= cfg.grad_accum
         if not math.isfinite(values["loss"]):
-            self.optimizer.zero_grad(set_to_none=True)
-            self._diverged(values)
-        if grad_norm is not None:
-            values["grad_norm"] = float(grad_norm)
+            self._optim.zero_grad(set_to_none=True)
+            self._diverged({k: v for k, v in values.items() if k != "grad_norm"})
         values["lr"] = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        self._optim.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._optim.zero_grad(set_to_none=True)
         self.step_idx += 1
         self.steps_this_session += 1
         self.step_time_s += time.perf_counter() - t0
@@ -164,9 +193,9 @@ class Trainer:
         return values
 
     def after_step(self, values: dict[str, float], bar: Any) -> None:
-        """Progress bar and curve row after :meth:`step` (every ``log_every`` steps)."""
+        """Curve row and progress bar after :meth:`step`, every ``log_every`` steps (and the first
+        and last): between log steps nothing is written and the bar is not touched."""
         cfg = self.cfg
-        bar.update(1)
         step = self.step_idx
         if step % cfg.log_every == 0 or step == cfg.max_steps or step == 1:
             row = {"step": step, "epoch": step * cfg.grad_accum / self.n_batches}
@@ -177,6 +206,13 @@ class Trainer:
                 postfix["val"] = f"{self.checkpoints[-1].val_loss:.4f}"
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(postfix, refresh=False)
+            self._sync_bar(bar)
+
+    def _sync_bar(self, bar: Any) -> None:
+        ahead = self.step_idx - self._bar_n
+        if ahead > 0:
+            bar.update(ahead)
+            self._bar_n = self.step_idx
 
     def _diverged(self, values: dict[str, float]) -> None:
         good = [c for c in self.checkpoints if (Path(c.path) / ckpt.WEIGHTS_FILE).is_file()]
@@ -352,8 +388,8 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats()
         t_start = time.perf_counter()
         bar = self.ctx.progress(total=cfg.max_steps, desc=f"train {self.backbone.name}")
-        if self.step_idx:
-            bar.update(self.step_idx)
+        self._bar_n = 0
+        self._sync_bar(bar)
         try:
             while self.step_idx < cfg.max_steps:
                 values = self.step()
@@ -378,6 +414,7 @@ class Trainer:
                         )
                     self._save(val_loss, dev)
         finally:
+            self._sync_bar(bar)
             if hasattr(bar, "close"):
                 bar.close()
         train_s = time.perf_counter() - t_start

@@ -2,11 +2,13 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
-from ttsadapt.data.cards import adaptation_risk, inspect_manifest
+from ttsadapt.data.cards import DnsmosSample, adaptation_risk, inspect_manifest
 from ttsadapt.data.cli import add_data_cli
+from ttsadapt.types import Clip
 
 
 def _parser():
@@ -45,6 +47,7 @@ def test_card_columns_units_and_files(small_corpus, tmp_path):
         "energy_std_db",
         "dnsmos_ovrl_mean",
         "dnsmos_ovrl_std",
+        "dnsmos_clips",
         "wada_snr_mean_db",
         "adaptation_risk",
     ):
@@ -73,15 +76,80 @@ def test_card_with_dnsmos_and_wada(small_corpus, tmp_path):
         if n not in base.names("metric")
     ]
     registry = build_registry(autoload=False, extra_modules=extra)
-    card = inspect_manifest(small_corpus, tmp_path / "c.json", registry=registry)
+    card = inspect_manifest(
+        small_corpus,
+        tmp_path / "c.json",
+        registry=registry,
+        dnsmos_sample=DnsmosSample(max_clips=4),
+    )
     for row in card["speakers"].values():
         assert 1.0 <= row["dnsmos_ovrl_mean"] <= 5.0
         assert row["wada_snr_mean_db"] is not None
+        assert row["dnsmos_clips"] == 4 and row["clips"] == 13
+    assert card["overall"]["dnsmos_clips"] == 8
+    assert card["dnsmos_sample"]["clips_scored"] == 8
+    assert card["dnsmos_sample"]["clips_total"] == 26
+    assert "DNS-MOS columns: 8 of 26 clips" in (tmp_path / "c.md").read_text()
     # the noisy steady speaker (15 dB pink noise) scores a lower WADA-SNR than the clean one
     assert (
         card["speakers"]["steady"]["wada_snr_mean_db"]
         < card["speakers"]["varied"]["wada_snr_mean_db"]
     )
+
+
+def _sample_clips(n_speakers=3, n=20, seconds=6.0):
+    clips = [
+        Clip(f"s{s}-{i}", Path(f"/x/{s}-{i}.wav"), "a b", f"s{s}", "en", seconds)
+        for s in range(n_speakers)
+        for i in range(n)
+    ]
+    return clips, {c.id: seconds for c in clips}
+
+
+def test_dnsmos_sample_is_per_speaker_capped_and_deterministic():
+    clips, durations = _sample_clips()
+    chosen = DnsmosSample(max_clips=5, max_minutes=60).select(clips, durations)
+    per_speaker = {s: sum(c.startswith(s + "-") for c in chosen) for s in ("s0", "s1", "s2")}
+    assert per_speaker == {"s0": 5, "s1": 5, "s2": 5}
+    # independent of manifest order; stable when other clips are added
+    shuffled = list(reversed(clips))
+    assert DnsmosSample(max_clips=5, max_minutes=60).select(shuffled, durations) == chosen
+    more, more_d = _sample_clips(n_speakers=4)
+    assert {
+        c for c in DnsmosSample(max_clips=5).select(more, more_d) if not c.startswith("s3")
+    } == (chosen)
+    # a different seed picks other clips; the minutes cap stops a speaker early (>= 1 clip)
+    assert DnsmosSample(max_clips=5, max_minutes=60, seed=1).select(clips, durations) != chosen
+    assert len(DnsmosSample(max_clips=50, max_minutes=0.25).select(clips, durations)) == 3 * 3
+    assert len(DnsmosSample(max_clips=50, max_minutes=0.01).select(clips, durations)) == 3
+    assert len(DnsmosSample(all_clips=True).select(clips, durations)) == 60
+    # unreadable clips (no duration) are never chosen
+    del durations["s0-0"]
+    assert "s0-0" not in DnsmosSample(all_clips=True).select(clips, durations)
+
+
+def test_cli_dnsmos_sample_and_all(tmp_path, make_wav):
+    lines = []
+    for i in range(3):
+        make_wav(f"w{i}.wav", seconds=2.0, seed=i)
+        lines.append(
+            json.dumps({"audio": f"w{i}.wav", "text": "hi", "speaker": "s", "language": "en"})
+        )
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    args = ["data", "inspect", "--manifest", str(tmp_path / "m.jsonl"), "--no-wada"]
+    assert _run(*args, "--dnsmos-clips", "1", "--out", str(tmp_path / "a.json")) == 0
+    sampled = json.loads((tmp_path / "a.json").read_text())
+    assert sampled["speakers"]["s"]["dnsmos_clips"] == 1
+    assert sampled["speakers"]["s"]["clips"] == 3
+    assert sampled["dnsmos_sample"]["mode"] == "sample"
+    assert _run(*args, "--dnsmos-all", "--out", str(tmp_path / "b.json")) == 0
+    full = json.loads((tmp_path / "b.json").read_text())
+    assert full["speakers"]["s"]["dnsmos_clips"] == 3
+    assert full["dnsmos_sample"]["mode"] == "all"
+    assert 1.0 <= full["speakers"]["s"]["dnsmos_ovrl_mean"] <= 5.0
+    assert "wada_snr not computed" in " ".join(full["notes"])
+    with pytest.raises(SystemExit):
+        _parser().parse_args(args + ["--dnsmos-clips", "0"])
 
 
 def test_cli_exit_codes(tmp_path, small_corpus, make_wav):

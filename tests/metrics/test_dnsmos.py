@@ -62,15 +62,15 @@ def test_noise_lowers_bak_and_bad_items_get_error_rows(metric, librivox):
     assert e3.error.startswith("empty audio")
 
 
-def test_shared_overlap_path_equals_whole_model_per_window(librivox):
+def test_shared_overlap_path_equals_whole_model_per_window(metric, librivox):
     """The default path (overlap computed once per clip) gives the whole model's numbers; a
-    24.7 s clip exercises trunk chunking (2400 frames) and interior window edges."""
+    15.4 s clip exercises trunk chunking (1400 frames) and interior window edges."""
     from ttsadapt.plugins.metrics import _dnsmos_shared, dnsmos
 
     if not _dnsmos_shared.available():
         pytest.skip("pip install onnx for the shared-overlap path")
-    long_clip = np.concatenate([c[1] for c in librivox])
-    clips = [librivox[0][1], librivox[1][1], long_clip]  # 5, 2 and 16 windows
+    long_clip = np.concatenate([c[1] for c in librivox[:3]])
+    clips = [librivox[0][1], librivox[1][1], long_clip]  # 5, 2 and 6 windows
     main, _ = dnsmos._sessions("standard")
     shared = _dnsmos_shared.SharedP835(dnsmos._model_path("standard"), 2)
     for audio in clips:
@@ -80,8 +80,8 @@ def test_shared_overlap_path_equals_whole_model_per_window(librivox):
         assert np.abs(shared.clip(wins) - whole).max() < 1e-4
         per_window = np.stack([dnsmos.p808_features(w) for w in wins])
         assert np.abs(dnsmos.p808_features_clip(tiled, len(wins)) - per_window).max() < 1e-6
-    fast, plain = DNSMOS(), DNSMOS()
+    plain = DNSMOS()
     plain.share_overlap = False
-    items = [EvalItem(id=str(i), audio=a, sample_rate=16000) for i, a in enumerate(clips)]
-    for a, b in zip(fast.score(items), plain.score(items)):
+    items = [EvalItem(id=str(i), audio=a, sample_rate=16000) for i, a in enumerate(clips[:2])]
+    for a, b in zip(metric.score(items), plain.score(items)):
         assert a.values == pytest.approx(b.values, abs=1e-5)

@@ -1,0 +1,413 @@
+"""The shared training loop on HF Accelerate.
+
+One :class:`Trainer` per run: AdamW with warm-up + cosine decay, gradient accumulation, clipping,
+autocast (bf16 on GPU, fp32 on CPU), validation and checkpoints every N steps, resume from the last
+complete checkpoint, deterministic data order, a progress bar with the losses, curves written to
+``curves.jsonl`` (and ``curves.png``), and checkpoint selection by validation loss and by the
+runner's perceptual dev score.
+
+The backbone's own ``loss(batch)`` is called on ``backbone.module`` directly (the module is not
+wrapped); with several processes the gradients are averaged explicitly before each step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..components import Backbone, CheckpointInfo, RunContext
+from ..errors import ConfigError
+from ..records import atomic_write_json, atomic_write_jsonl, read_jsonl
+from . import checkpoint as ckpt
+from .config import TrainingParams
+from .errors import TrainingDivergedError
+from .optim import build_optimizer, build_scheduler
+from .seeding import rng_state, seed_everything, set_rng_state
+
+
+@dataclass
+class TrainOutcome:
+    """What :meth:`Trainer.fit` returns."""
+
+    checkpoints: list[CheckpointInfo]
+    selected: dict[str, int | None]  # by_val_loss, by_dev_metric, used
+    curves: list[dict[str, Any]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _make_accelerator(device: str, mixed_precision: str):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    on_gpu = device.startswith("cuda")
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    if not on_gpu:
+        mixed_precision = "no"  # fp32 on CPU
+    if PartialState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)  # one run after another in-process
+    return Accelerator(cpu=not on_gpu, mixed_precision=mixed_precision)
+
+
+class Trainer:
+    """Trains ``backbone.module``'s trainable parameters on prepared examples.
+
+    :param backbone: a loaded backbone whose trainable parameters are already chosen.
+    :param train_examples: ``backbone.prepare(train_clips)``.
+    :param val_examples: ``backbone.prepare(validation_clips)`` (may be empty).
+    :param cfg: the shared hyper-parameters.
+    :param ctx: run folder, seed, device, logger, progress and the optional dev scorer.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        train_examples: Sequence[Any],
+        val_examples: Sequence[Any],
+        cfg: TrainingParams,
+        ctx: RunContext,
+    ) -> None:
+        if not train_examples:
+            raise ConfigError("no training examples: the data recipe left nothing to train on")
+        if cfg.select == "dev_metric" and ctx.dev_score is None:
+            raise ConfigError(
+                "select = 'dev_metric' needs a dev-set metric (the suite's dev_metric), but none "
+                "is configured; set select = 'val_loss' or configure a dev metric"
+            )
+        self.backbone = backbone
+        self.module: torch.nn.Module = backbone.module
+        self.train_examples = list(train_examples)
+        self.val_examples = list(val_examples)
+        self.cfg = cfg
+        self.ctx = ctx
+        self.log = ctx.logger
+        seed_everything(ctx.seed, cfg.deterministic)
+        self.accelerator = _make_accelerator(str(ctx.device), cfg.mixed_precision)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        if not self.params:
+            raise ConfigError("the backbone has no trainable parameters: nothing to train")
+        self.optimizer = self.accelerator.prepare_optimizer(
+            build_optimizer(self.params, cfg), device_placement=False
+        )
+        self.scheduler = build_scheduler(self.optimizer.optimizer, cfg)
+        self.step_idx = 0
+        self.n_batches = math.ceil(len(self.train_examples) / cfg.batch_size)
+        self._perm_epoch = -1
+        self._perm: list[int] = []
+        self.curves_path = Path(ctx.run_dir) / "curves.jsonl"
+        self.curves: list[dict[str, Any]] = []
+        self.checkpoints: list[CheckpointInfo] = []
+        self.step_time_s = 0.0
+        self.steps_this_session = 0
+        self._last_train: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ data order
+
+    def _batch_at(self, k: int) -> Any:
+        """Micro-batch ``k`` of the run: a fixed function of the seed, so resume needs no state."""
+        acc = self.accelerator
+        k = k * acc.num_processes + acc.process_index
+        epoch, index = divmod(k, self.n_batches)
+        if epoch != self._perm_epoch:
+            gen = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(len(self.train_examples), generator=gen).tolist()
+            self._perm_epoch = epoch
+        bs = self.cfg.batch_size
+        idx = self._perm[index * bs : (index + 1) * bs]
+        return self.backbone.collate([self.train_examples[i] for i in idx])
+
+    # ------------------------------------------------------------------ steps
+
+    def step(self) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean losses."""
+        t0 = time.perf_counter()
+        cfg, acc = self.cfg, self.accelerator
+        self.module.train()
+        sums: dict[str, torch.Tensor] = {}
+        for j in range(cfg.grad_accum):
+            batch = self._batch_at(self.step_idx * cfg.grad_accum + j)
+            with acc.autocast():
+                parts = self.backbone.loss(batch)
+            acc.backward(parts["loss"] / cfg.grad_accum)
+            for key, value in parts.items():
+                value = value.detach().float()
+                sums[key] = sums[key] + value if key in sums else value
+        if acc.num_processes > 1:
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        grad_norm = None
+        if cfg.clip_grad_norm is not None:
+            grad_norm = acc.clip_grad_norm_(self.params, cfg.clip_grad_norm)
+        values = {k: float(v) / cfg.grad_accum for k, v in sums.items()}
+        if not math.isfinite(values["loss"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._diverged(values)
+        if grad_norm is not None:
+            values["grad_norm"] = float(grad_norm)
+        values["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_idx += 1
+        self.steps_this_session += 1
+        self.step_time_s += time.perf_counter() - t0
+        self._last_train = values
+        return values
+
+    def after_step(self, values: dict[str, float], bar: Any) -> None:
+        """Progress bar and curve row after :meth:`step` (every ``log_every`` steps)."""
+        cfg = self.cfg
+        bar.update(1)
+        step = self.step_idx
+        if step % cfg.log_every == 0 or step == cfg.max_steps or step == 1:
+            row = {"step": step, "epoch": step * cfg.grad_accum / self.n_batches}
+            row.update({("train_" + k if "loss" in k else k): v for k, v in values.items()})
+            self._row(row)
+            postfix = {"loss": f"{values['loss']:.4f}"}
+            if self.checkpoints and self.checkpoints[-1].val_loss is not None:
+                postfix["val"] = f"{self.checkpoints[-1].val_loss:.4f}"
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(postfix, refresh=False)
+
+    def _diverged(self, values: dict[str, float]) -> None:
+        good = [c for c in self.checkpoints if (Path(c.path) / ckpt.WEIGHTS_FILE).is_file()]
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        where = (
+            f"the last good checkpoint is step {good[-1].step} at {good[-1].path}"
+            if good
+            else "no checkpoint was written before it"
+        )
+        self._write_checkpoint_index()
+        raise TrainingDivergedError(
+            f"training loss is not finite at step {self.step_idx + 1} ({parts}); the weights were "
+            f"not updated and {where}. Lower lr (now {self.cfg.lr:g}), keep clip_grad_norm, or "
+            "check the training data for broken items."
+        )
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean losses over the validation examples (every batch weighted by its size)."""
+        self.module.eval()
+        totals: dict[str, float] = {}
+        count = 0
+        bs = self.cfg.batch_size
+        for b, start in enumerate(range(0, len(self.val_examples), bs)):
+            if self.cfg.max_val_batches is not None and b >= self.cfg.max_val_batches:
+                break
+            chunk = self.val_examples[start : start + bs]
+            with self.accelerator.autocast():
+                parts = self.backbone.loss(self.backbone.collate(chunk))
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(chunk)
+            count += len(chunk)
+        self.module.train()
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    # ------------------------------------------------------------------ curves
+
+    def _row(self, row: dict[str, Any]) -> None:
+        self.curves.append(row)
+        if self.accelerator.is_main_process:
+            with open(self.curves_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def _plot_curves(self) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:  # pragma: no cover - matplotlib is a dependency
+            return
+        train = [r for r in self.curves if "train_loss" in r]
+        val = [r for r in self.curves if "val_loss" in r]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in train], [r["train_loss"] for r in train], label="train")
+        if val:
+            ax.plot(
+                [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation"
+            )
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(Path(self.ctx.run_dir) / "curves.png", dpi=100)
+        plt.close(fig)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step_idx,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def _save(self, val_loss: float | None, dev_score: float | None) -> None:
+        path = self.ctx.checkpoint_dir
+        if self.accelerator.is_main_process:
+            path = ckpt.save_checkpoint(
+                self.ctx.checkpoint_dir,
+                self.step_idx,
+                self.module,
+                self._training_state(),
+                {
+                    "val_loss": val_loss,
+                    "dev_score": dev_score,
+                    "dev_metric": self.ctx.dev_metric,
+                    "train_loss": self._last_train.get("loss"),
+                },
+            )
+        else:
+            path = ckpt.step_dir(path, self.step_idx)
+        self.accelerator.wait_for_everyone()
+        self.checkpoints.append(CheckpointInfo(self.step_idx, str(path), val_loss, dev_score))
+        self._write_checkpoint_index()
+
+    def _write_checkpoint_index(self, selected: dict[str, Any] | None = None) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        atomic_write_json(
+            Path(self.ctx.run_dir) / "checkpoints.json",
+            {
+                "checkpoints": [c.__dict__ for c in self.checkpoints],
+                "selected": selected or {},
+                "dev_metric": self.ctx.dev_metric,
+            },
+        )
+
+    def _resume(self) -> int | None:
+        last = ckpt.last_resumable(self.ctx.checkpoint_dir)
+        if last is None:
+            return None
+        state = ckpt.load_checkpoint(last.path, self.module, with_state=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step_idx = int(state["step"])
+        for c in ckpt.list_checkpoints(self.ctx.checkpoint_dir):
+            if c.step <= self.step_idx:
+                self.checkpoints.append(
+                    CheckpointInfo(
+                        c.step, str(c.path), c.meta.get("val_loss"), c.meta.get("dev_score")
+                    )
+                )
+        if self.curves_path.is_file():
+            rows = [r for r in read_jsonl(self.curves_path) if r.get("step", 0) <= self.step_idx]
+            atomic_write_jsonl(self.curves_path, rows)
+            self.curves = rows
+        self.log.info("resumed from checkpoint %s (step %d)", last.path, self.step_idx)
+        return self.step_idx
+
+    def _dev_score(self) -> float | None:
+        if self.ctx.dev_score is None:
+            return None
+        self.module.eval()
+        try:
+            score = self.ctx.dev_score(self.backbone)
+        except Exception as exc:  # noqa: BLE001 - a failed dev evaluation must not sink the run
+            self.log.warning("dev-set scoring failed at step %d: %s", self.step_idx, exc)
+            score = None
+        finally:
+            self.module.train()
+        return None if score is None or not math.isfinite(score) else float(score)
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self) -> dict[str, int | None]:
+        """Steps chosen by validation loss (lowest) and by dev score (highest), plus the one used."""
+        with_val = [c for c in self.checkpoints if c.val_loss is not None]
+        with_dev = [c for c in self.checkpoints if c.dev_score is not None]
+        by_val = min(with_val, key=lambda c: (c.val_loss, c.step)).step if with_val else None
+        by_dev = max(with_dev, key=lambda c: (c.dev_score, -c.step)).step if with_dev else None
+        last = self.checkpoints[-1].step if self.checkpoints else None
+        if self.cfg.select == "dev_metric" and by_dev is not None:
+            used = by_dev
+        else:
+            if self.cfg.select == "dev_metric":
+                self.log.warning("no checkpoint has a dev score; selecting by validation loss")
+            used = by_val if by_val is not None else last
+        return {"by_val_loss": by_val, "by_dev_metric": by_dev, "used": used}
+
+    # ------------------------------------------------------------------ the run
+
+    def fit(self) -> TrainOutcome:
+        """Train to ``max_steps`` (resuming when possible) and load the selected checkpoint."""
+        cfg = self.cfg
+        Path(self.ctx.run_dir).mkdir(parents=True, exist_ok=True)
+        resumed_from = self._resume() if cfg.resume else None
+        if resumed_from is None and self.curves_path.exists():
+            self.curves_path.unlink()
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t_start = time.perf_counter()
+        bar = self.ctx.progress(total=cfg.max_steps, desc=f"train {self.backbone.name}")
+        if self.step_idx:
+            bar.update(self.step_idx)
+        try:
+            while self.step_idx < cfg.max_steps:
+                values = self.step()
+                self.after_step(values, bar)
+                step, last = self.step_idx, self.step_idx == cfg.max_steps
+                do_save = step % cfg.save_every == 0 or last
+                val_loss = None
+                if self.val_examples and (step % cfg.val_every == 0 or do_save):
+                    val = self.validate()
+                    val_loss = val["loss"]
+                    self._row(
+                        {
+                            "step": step,
+                            **{"val_" + k.removeprefix("val_"): v for k, v in val.items()},
+                        }
+                    )
+                if do_save:
+                    dev = self._dev_score()
+                    if dev is not None:
+                        self._row(
+                            {"step": step, "dev_score": dev, "dev_metric": self.ctx.dev_metric}
+                        )
+                    self._save(val_loss, dev)
+        finally:
+            if hasattr(bar, "close"):
+                bar.close()
+        train_s = time.perf_counter() - t_start
+        selected = self.select()
+        if selected["used"] is not None and selected["used"] != self.step_idx:
+            chosen = ckpt.step_dir(self.ctx.checkpoint_dir, selected["used"])
+            ckpt.load_checkpoint(chosen, self.module, with_state=False)
+            self.log.info("loaded checkpoint step %d (select=%s)", selected["used"], cfg.select)
+        self._write_checkpoint_index(selected)
+        if self.accelerator.is_main_process:
+            self._plot_curves()
+        return TrainOutcome(
+            checkpoints=list(self.checkpoints),
+            selected=selected,
+            curves=list(self.curves),
+            stats={
+                "train_s": round(train_s, 3),
+                "steps": self.steps_this_session,
+                "steps_per_s": (
+                    self.steps_this_session / self.step_time_s if self.step_time_s else None
+                ),
+                "peak_memory_mb": peak_memory_mb(self.accelerator.device),
+                "resumed_from_step": resumed_from,
+                "mixed_precision": self.accelerator.mixed_precision,
+            },
+        )
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or the process's peak resident memory on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
