@@ -56,9 +56,17 @@ def manifest_10k(tmp_path_factory):
 def test_load_10k_manifest_headers(benchmark, manifest_10k):
     from ttsadapt.data.manifest import load_manifest
 
-    load = benchmark.pedantic(load_manifest, args=(manifest_10k,), rounds=3, iterations=1)
+    times: list[float] = []
+
+    def timed():
+        start = time.perf_counter()
+        result = load_manifest(manifest_10k)
+        times.append(time.perf_counter() - start)
+        return result
+
+    load = benchmark.pedantic(timed, rounds=3, iterations=1)
     assert len(load.clips) == 10_000 and not load.quarantine
-    assert benchmark.stats.stats.max < 10.0
+    assert max(times) < 10.0  # also checked when benchmarks are disabled (a single round)
 
 
 def test_baseline_json_and_sf_info(benchmark, manifest_10k):

@@ -5,8 +5,8 @@
 
 ``hours``, ``clips``, ``duration_mean_s``, ``duration_std_s``, ``unique_words``,
 ``words_per_clip_mean``, ``energy_mean_db``, ``energy_std_db`` (pooled frame energy,
-:mod:`ttsadapt.data.acoustics`), ``dnsmos_ovrl_mean``, ``dnsmos_ovrl_std``, ``wada_snr_mean_db``
-and ``adaptation_risk`` from the seed study's thresholds on ``energy_std_db``: ``low`` at 13 dB or
+:mod:`ttsadapt.data.acoustics`), ``dnsmos_ovrl_mean``, ``dnsmos_ovrl_std``, ``dnsmos_clips``
+(null when DNS-MOS is off), ``wada_snr_mean_db`` and ``adaptation_risk`` from the seed study's thresholds on ``energy_std_db``: ``low`` at 13 dB or
 more (gains expected), ``high`` below 10 dB (degradation expected), ``medium`` between.
 DNS-MOS and WADA-SNR come from the registered ``dnsmos`` and ``wada_snr`` metrics; when one is
 not registered its columns are ``null`` and ``notes`` says why.
@@ -78,7 +78,7 @@ class _Group:
         self.wada: list[float] = []
         self.errors = 0
 
-    def row(self) -> dict[str, Any]:
+    def row(self, dnsmos_computed: bool = True) -> dict[str, Any]:
         stats = self.energy.stats()
         energy_std = round(stats.energy_std_db, 3) if stats else None
         r = lambda v, n=3: None if v is None else round(v, n)  # noqa: E731
@@ -93,7 +93,7 @@ class _Group:
             "energy_std_db": energy_std,
             "dnsmos_ovrl_mean": r(_mean(self.dnsmos)),
             "dnsmos_ovrl_std": r(_std(self.dnsmos)),
-            "dnsmos_clips": len(self.dnsmos),
+            "dnsmos_clips": len(self.dnsmos) if dnsmos_computed else None,
             "wada_snr_mean_db": r(_mean(self.wada), 2),
             "adaptation_risk": adaptation_risk(energy_std),
             "unreadable_clips": self.errors,
@@ -282,9 +282,9 @@ def build_card(
             "rule": "adaptation_risk: low if energy_std_db >= 13, high if < 10, else medium",
         },
         "dnsmos_sample": card_sample,
-        "overall": overall.row(),
-        "speakers": {k: v.row() for k, v in sorted(groups["speakers"].items())},
-        "languages": {k: v.row() for k, v in sorted(groups["languages"].items())},
+        "overall": overall.row(dnsmos is not None),
+        "speakers": {k: v.row(dnsmos is not None) for k, v in sorted(groups["speakers"].items())},
+        "languages": {k: v.row(dnsmos is not None) for k, v in sorted(groups["languages"].items())},
         "notes": notes,
     }
 

@@ -224,8 +224,8 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p = sub.add_parser(
         "build",
         help="build (or reuse from the cache) the offline multi-speaker corpus",
-        description="Speaks the shipped sentence sets with offline engines (espeak-ng; flite and "
-        "festival when installed) under per-speaker acoustic conditions; train/validation/eval "
+        description="Speaks the shipped sentence sets with offline engines (espeak-ng; flite, "
+        "festival and Kokoro when installed) under per-speaker acoustic conditions; train/validation/eval "
         "splits with held-out eval sentences. Prints the manifest path.",
         epilog=EXIT_CODES,
         formatter_class=fmt,

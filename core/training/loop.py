@@ -172,8 +172,9 @@ class Trainer:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad_norm)
             else:
                 norm = acc.clip_grad_norm_(self.params, cfg.clip_grad_norm)
-            keys.append("grad_norm")
-            scalars.append(torch.as_tensor(norm, device=scalars[0].device).float().reshape(()))
+            if norm is not None:
+                keys.append("grad_norm")
+                scalars.append(torch.as_tensor(norm, device=scalars[0].device).float().reshape(()))
         host = torch.stack(scalars).tolist()  # the one sync of the step
         values = {k: v for k, v in zip(keys, host)}
         if cfg.grad_accum > 1:

@@ -9,6 +9,14 @@ and never the padding (upstream's example leaves pads in the loss; this does not
 
 ``model`` is a hub id, a local folder with a Qwen2 checkpoint and its tokenizer, or ``"tiny"``: a
 small Qwen2 with random weights and a character tokenizer, built offline from a config.
+
+``codec``: ``"neucodec"`` (default, for real use; weights from the hub), ``"distill-neucodec"``,
+``"none"`` (train on pre-encoded codes, no synthesis) or ``"mel_vq"``: an offline *stand-in* codec,
+not NeuCodec — k-means over 80-bin log-mels at 16 kHz, 50 codes a second, decoded with Griffin-Lim
+(see ``_neutts_melvq``). Its codebook is fitted deterministically on the training clips the first
+time ``prepare`` sees audio without ``codes`` (or at load on ``codec_fit``: a manifest, folder or
+audio file; or read from ``codec_repo``: a saved ``mel_vq_codebook.npz`` or a folder holding one)
+and is saved with the adapter and the model. With it the tiny NeuTTS trains and speaks offline.
 """
 
 from __future__ import annotations
@@ -40,10 +48,23 @@ _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 class NeuTTSParams(Params):
     model: str = Field("neuphonic/neutts-air", description="hub id, local folder, or 'tiny'")
-    codec: Literal["neucodec", "distill-neucodec", "none"] = Field(
-        "neucodec", description="codec for synthesis / encoding clips without `codes`"
+    codec: Literal["neucodec", "distill-neucodec", "mel_vq", "none"] = Field(
+        "neucodec",
+        description="codec for synthesis / encoding clips without `codes`; mel_vq is an "
+        "offline stand-in (k-means log-mel + Griffin-Lim), not NeuCodec",
     )
-    codec_repo: str | None = Field(None, description="hub id or folder of the codec weights")
+    codec_repo: str | None = Field(
+        None,
+        description="hub id or folder of the codec weights (mel_vq: a mel_vq_codebook.npz "
+        "or a folder holding one)",
+    )
+    codec_fit: str | None = Field(
+        None,
+        description="mel_vq: fit the codebook at load on this manifest (.jsonl: its train "
+        "clips), folder of .wav/.flac files or audio file",
+    )
+    mel_vq_codes: int = Field(256, ge=2, le=8192, description="mel_vq codebook size")
+    mel_vq_seed: int = Field(0, description="seed of the mel_vq k-means fit")
     codebook_size: int = Field(65536, ge=2, description="NeuCodec's 65,536 codes")
     max_seq_len: int = Field(2048, ge=16, description="longest training sequence (tokens)")
     # decoding settings (overridable per synthesize call)
@@ -67,6 +88,7 @@ class NeuTTS(Backbone):
     )
     sample_rate = 24000
     codes_per_second = 50
+    scopes = ("lm", "all")  # NeuCodec decodes outside the LM: there is no decoder to adapt
     Params = NeuTTSParams
 
     def __init__(self, **params: Any) -> None:
@@ -95,6 +117,64 @@ class NeuTTS(Backbone):
                 f"{len(self.tokenizer)} tokens; the checkpoint and tokenizer do not belong together"
             )
         self.module.to(device)
+        if p.codec == "mel_vq":
+            self._setup_mel_vq()
+
+    def _setup_mel_vq(self) -> None:
+        """Check the codebook size; read a saved codebook or fit one on ``codec_fit``."""
+        from ._neutts_melvq import CODEBOOK_FILE, MelVQCodec, audio_sources
+
+        p = self.params
+        if p.mel_vq_codes > p.codebook_size:
+            raise ConfigError(
+                f"neutts: mel_vq_codes ({p.mel_vq_codes}) exceeds the LM's codebook_size "
+                f"({p.codebook_size}); each code needs a <|speech_N|> token"
+            )
+        self._codec = None
+        saved = Path(p.model) / CODEBOOK_FILE if p.model != "tiny" else None
+        if p.codec_repo:
+            self._codec = MelVQCodec.load(Path(p.codec_repo))
+        elif saved is not None and saved.is_file():
+            self._codec = MelVQCodec.load(saved)
+        elif p.codec_fit:
+            files = audio_sources(p.codec_fit)
+            audios = []
+            for f in files:
+                try:
+                    audios.append(_load_16k(f)[0])
+                except Exception as exc:  # noqa: BLE001 - one bad file must not stop the fit
+                    log.warning("mel_vq: skipping %s for the codebook fit: %s", f, exc)
+            self._codec = MelVQCodec.fit(
+                audios, p.mel_vq_codes, p.mel_vq_seed, source=str(p.codec_fit)
+            )
+        if self._codec is not None and self._codec.n_codes > p.codebook_size:
+            raise ConfigError(
+                f"neutts: the mel_vq codebook has {self._codec.n_codes} codes but the LM has "
+                f"only {p.codebook_size} speech tokens"
+            )
+
+    def _fit_mel_vq(self, clips: Sequence[Clip]) -> dict[str, np.ndarray]:
+        """Fit the mel_vq codebook on ``clips`` without codes; returns their loaded audio."""
+        from ._neutts_melvq import MelVQCodec
+
+        audio: dict[str, np.ndarray] = {}
+        for clip in clips:
+            if clip.extra.get("codes") is None:
+                try:
+                    audio[clip.id] = _load_16k(clip.audio)[0]
+                except Exception as exc:  # noqa: BLE001 - becomes the clip's error row below
+                    log.warning("mel_vq: clip %s is left out of the codebook fit: %s", clip.id, exc)
+        if audio:
+            p = self.params
+            self._codec = MelVQCodec.fit(
+                audio.values(), p.mel_vq_codes, p.mel_vq_seed, source=f"{len(audio)} clips"
+            )
+            log.info(
+                "neutts: fitted the mel_vq stand-in codec (%d codes) on %d clips",
+                self._codec.n_codes,
+                len(audio),
+            )
+        return audio
 
     def _tiny_model(self, vocab_size: int) -> torch.nn.Module:
         import torch
@@ -153,20 +233,25 @@ class NeuTTS(Backbone):
         folder = Path(folder)
         self.module.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        self._save_codebook(folder)
         return folder
+
+    def _save_codebook(self, folder: Path) -> None:
+        if self.params.codec == "mel_vq" and self._codec is not None:
+            self._codec.save(folder)
 
     # ------------------------------------------------------------------ adapter targets
 
     def target_modules(self, scope: str) -> list[str]:
         import torch
 
-        if scope not in self.scopes:
-            raise ConfigError(f"unknown scope '{scope}' for neutts; expected one of {self.scopes}")
         if scope == "decoder":
             raise ConfigError(
                 "neutts has no trainable decoder: NeuCodec decodes outside the LM and stays "
                 "frozen. Use scope 'lm' (or 'all', the same layers)"
             )
+        if scope not in self.scopes:
+            raise ConfigError(f"unknown scope '{scope}' for neutts; expected one of {self.scopes}")
         return [
             name
             for name, mod in self.module.named_modules()
@@ -184,16 +269,27 @@ class NeuTTS(Backbone):
     def token_count(self, text: str, language: str = "en") -> int:
         return len(self.tokenizer.encode(self.phonemes(text, language), add_special_tokens=False))
 
-    def _clip_codes(self, clip: Clip) -> list[int]:
+    def _clip_codes(self, clip: Clip, audio: np.ndarray | None = None) -> list[int]:
         codes = clip.extra.get("codes")
         if codes is None:
             if self.params.codec == "none":
                 raise ItemError(
                     f"clip {clip.id} has no pre-encoded `codes` and codec = 'none'; add codes to "
-                    "the manifest or set codec = 'neucodec'"
+                    "the manifest or set codec = 'neucodec' (or 'mel_vq' offline)"
                 )
-            audio, _ = _load_16k(clip.audio)
-            return self.encode_codes(audio)
+            if audio is None:
+                try:
+                    audio, _ = _load_16k(clip.audio)
+                except ConfigError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the clip becomes an error row
+                    raise ItemError(
+                        f"clip {clip.id}: cannot read audio {clip.audio}: {exc}"
+                    ) from exc
+            codes = self.encode_codes(audio)
+            if not codes:
+                raise ItemError(f"clip {clip.id}: the audio is too short to encode")
+            return codes
         try:
             codes = [int(c) for c in codes]
         except (TypeError, ValueError) as exc:
@@ -208,11 +304,17 @@ class NeuTTS(Backbone):
         return codes
 
     def prepare(self, clips: Sequence[Clip]) -> list[dict[str, Any]]:
-        """Token ids and the label start of each clip; bad clips are skipped with a reason."""
+        """Token ids and the label start of each clip; bad clips are skipped with a reason.
+
+        With ``codec = "mel_vq"`` and no codebook yet, the codebook is fitted here on the clips'
+        audio first (the first ``prepare`` is the training split's)."""
         examples = []
+        audio: dict[str, np.ndarray] = {}
+        if self.params.codec == "mel_vq" and self._codec is None:
+            audio = self._fit_mel_vq(clips)
         for clip in clips:
             try:
-                codes = self._clip_codes(clip)
+                codes = self._clip_codes(clip, audio.get(clip.id))
                 phones = self.tokenizer.encode(
                     self.phonemes(clip.text, clip.language), add_special_tokens=False
                 )
@@ -345,7 +447,14 @@ class NeuTTS(Backbone):
         if p.codec == "none":
             raise ConfigError(
                 f"neutts cannot {what} without a codec (codec = 'none'): install `neucodec` and "
-                "set codec = 'neucodec' (its weights come from the hub: neuphonic/neucodec)"
+                "set codec = 'neucodec' (its weights come from the hub: neuphonic/neucodec), or "
+                "use the offline stand-in codec = 'mel_vq'"
+            )
+        if p.codec == "mel_vq":
+            raise ConfigError(
+                f"neutts cannot {what}: the mel_vq codebook is not fitted yet. Train first (the "
+                "codebook is fitted on the training clips), or set codec_fit = a manifest / "
+                "folder of recordings, or codec_repo = a saved mel_vq_codebook.npz"
             )
         try:
             import neucodec
@@ -364,20 +473,31 @@ class NeuTTS(Backbone):
         return self._codec
 
     def encode_codes(self, audio_16k: np.ndarray) -> list[int]:
-        """NeuCodec codes of mono 16 kHz audio."""
+        """Codec codes (NeuCodec, or the mel_vq stand-in) of mono 16 kHz audio."""
         import torch
 
         codec = self._require_codec("encode audio")
+        if self.params.codec == "mel_vq":
+            return codec.encode(audio_16k)
         wav = torch.from_numpy(np.asarray(audio_16k, dtype=np.float32))[None, None, :]
         with torch.no_grad():
             codes = codec.encode_code(audio_or_path=wav.to(self.device))
         return [int(c) for c in codes.reshape(-1).tolist()]
 
     def decode_codes(self, codes: list[int]) -> np.ndarray:
-        """24 kHz audio of NeuCodec codes."""
+        """24 kHz audio of codec codes (mel_vq: decoded at 16 kHz, resampled; codes outside its
+        codebook, which an LM with more speech tokens can sample, are skipped)."""
         import torch
 
         codec = self._require_codec("decode speech tokens")
+        if self.params.codec == "mel_vq":
+            from ttsadapt.audio import resample
+
+            kept = [c for c in codes if 0 <= c < codec.n_codes]
+            if not kept:
+                raise ItemError("none of the generated speech tokens is in the mel_vq codebook")
+            audio = resample(codec.decode(kept), codec.sample_rate, self.sample_rate)
+            return np.asarray(audio, dtype=np.float32)
         tensor = torch.tensor(codes, dtype=torch.long, device=self.device)[None, None, :]
         with torch.no_grad():
             audio = codec.decode_code(tensor)
@@ -389,11 +509,17 @@ class NeuTTS(Backbone):
         from ttsadapt.training.adapters import save_adapter
 
         save_adapter(self.module, Path(path))
+        self._save_codebook(Path(path))
 
     def load_adapter(self, path: Path) -> None:
         from ttsadapt.training.adapters import load_adapter
 
         load_adapter(self.module, Path(path))
+        if self.params.codec == "mel_vq":
+            from ._neutts_melvq import CODEBOOK_FILE, MelVQCodec
+
+            if (Path(path) / CODEBOOK_FILE).is_file():
+                self._codec = MelVQCodec.load(Path(path))
 
     def export_adapter(self, path: Path) -> None:
         """PEFT's own format (``adapter_model.safetensors`` + ``adapter_config.json``) for LoRA,
@@ -409,6 +535,7 @@ class NeuTTS(Backbone):
         if config is None:
             self.save_model(path)
             return
+        self._save_codebook(path)
         state = {
             "base_model.model." + k: v.detach().contiguous().cpu()
             for k, v in get_peft_model_state_dict(self.module).items()

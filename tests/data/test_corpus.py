@@ -48,3 +48,21 @@ def test_default_spec_plan_is_deterministic():
     assert [p["id"] for p in plan] == [p["id"] for p in plan_utterances(CorpusSpec())]
     assert CorpusSpec().spec_hash() == spec.spec_hash()
     assert CorpusSpec(seed=1).spec_hash() != spec.spec_hash()
+
+
+def test_quick_suite_corpus_spec_is_pinned():
+    # The quick suite's corpus is identified by this hash: a change to the default speakers or the
+    # builder must be deliberate (update it here and the README's leaderboard; the reference model
+    # keeps its own pinned corpus in voxcpm2_reference.CORPUS, checked below).
+    spec = CorpusSpec(n_train=40, n_validation=5, n_eval=6)
+    assert spec.spec_hash() == "7e3c7d981b0e"
+
+
+def test_reference_model_corpus_is_pinned():
+    from ttsadapt.plugins.backbones.voxcpm2_reference import CORPUS, HELD_OUT_SPEAKERS
+
+    assert CorpusSpec(**CORPUS).spec_hash() == "9a73b9b2e61e"
+    quick = CorpusSpec(n_train=40, n_validation=5, n_eval=6)
+    # same speakers, voices, sentences and splits as the quick suite's corpus
+    assert [s.id for s in CorpusSpec(**CORPUS).speakers] == [s.id for s in quick.speakers]
+    assert set(HELD_OUT_SPEAKERS) <= {s.id for s in quick.speakers}
