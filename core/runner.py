@@ -99,6 +99,7 @@ class SuiteRunner:
         self._clips: list[Clip] | None = None
         self._quarantine: list[Any] = []
         self._eval: EvalSet | None = None
+        self._eval_by_speakers: dict[tuple[str, ...], EvalSet] = {}
         self._metrics: dict[str, Metric] = {}
         self._scorer: Any = None
 
@@ -217,6 +218,24 @@ class SuiteRunner:
             self._eval = EvalSet(chosen, prompts, self._quarantine)
         return self._eval
 
+    def eval_set_for(self, run: Run) -> EvalSet:
+        """The run's evaluation set: the suite's, or with ``evaluation.match_recipe_speakers`` the
+        part of it spoken by the speakers the run's recipe trains on."""
+        full = self.eval_set()
+        speakers = (run.recipe or {}).get("speakers")
+        if not (self.suite.spec.evaluation.match_recipe_speakers and speakers):
+            return full
+        key = tuple(sorted(speakers))
+        if key not in self._eval_by_speakers:
+            clips = [c for c in full.clips if c.speaker in key]
+            if not clips:
+                raise TTSAdaptError(
+                    f"suite {self.suite.path}: recipe {run.data_recipe!r} trains on speakers "
+                    f"{list(key)}, none of whom is in the evaluation set"
+                )
+            self._eval_by_speakers[key] = EvalSet(clips, full.prompts, full.quarantine)
+        return self._eval_by_speakers[key]
+
     def training_data(
         self, run: Run, backbone: Backbone, logger: logging.Logger
     ) -> tuple[TrainingData, dict[str, Any]]:
@@ -298,7 +317,7 @@ class SuiteRunner:
             backbone.load(self.device)
             timings["load_s"] = time.perf_counter() - t
             method: Method = self.registry.get("method", run.method)(**run.method_params)
-            eval_set = self.eval_set()
+            eval_set = self.eval_set_for(run)
             summary["data"] = {
                 "eval_items": len(eval_set.clips),
                 "quarantined": len(eval_set.quarantine),
@@ -554,7 +573,7 @@ class SuiteRunner:
         missing = self._missing_metrics(run)
         summary = _read_json(run_dir / "run.json")
         try:
-            eval_set = self.eval_set()
+            eval_set = self.eval_set_for(run)
             synth_rows = read_jsonl(run_dir / "synthesis.jsonl")
             by_id = {c.id: c for c in eval_set.clips}
             items = []

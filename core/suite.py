@@ -46,6 +46,12 @@ class CorpusSection(BaseModel):
 class EvaluationSection(_Strict):
     split: str = Field("eval", description="manifest split holding the evaluation utterances")
     speakers: list[str] | None = Field(None, description="only these speakers (default: all)")
+    match_recipe_speakers: bool = Field(
+        False,
+        description="evaluate a run that trains on a recipe with `speakers` only on those "
+        "speakers' evaluation clips (the anchor keeps the whole set; the leaderboard pairs "
+        "utterances by id, so deltas stay paired)",
+    )
     max_items: int | None = Field(None, ge=1, description="cap on evaluation utterances")
     dev_items: int = Field(4, ge=0, description="validation utterances for checkpoint selection")
     dev_metric: str | None = Field(None, description="metric for perceptual checkpoint selection")

@@ -234,3 +234,21 @@ def test_two_processes_on_one_results_folder(tmp_path, manifest):
     # afterwards every run is finished: a third process has nothing to do
     r = cli("-p", DOUBLES, "run", str(path), "--results", str(res), "--no-leaderboard")
     assert "3 skipped" in r.stdout
+
+
+def test_runs_can_be_evaluated_on_their_recipe_speakers(tmp_path, manifest, registry):
+    text = suite_text(manifest).replace(
+        'split = "eval"', 'split = "eval"\nmatch_recipe_speakers = true'
+    )
+    path = tmp_path / "match.toml"
+    path.write_text(text)
+    suite, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 3}
+    for run in suite.runs:
+        rows = (tmp_path / "res/t/runs" / run.run_id / "synthesis.jsonl").read_text().splitlines()
+        speakers = {json.loads(r)["speaker"] for r in rows}
+        assert speakers == ({"a", "b"} if run.is_anchor else {"a"})
+    from ttsadapt.leaderboard import build_leaderboard
+
+    board = build_leaderboard(tmp_path / "res", "t")["md"].read_text()
+    assert "double_nudge" in board and "anchor" in board
