@@ -194,7 +194,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     for m in metrics:
         registry.get("metric", m)  # unknown names fail before any work, with a suggestion
-    summary = score_manifest(registry, Path(args.manifest), metrics, Path(args.out), cache_dir=None)
+    from .paths import score_cache_dir
+
+    cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else score_cache_dir()
+    summary = score_manifest(
+        registry, Path(args.manifest), metrics, Path(args.out), cache_dir=cache
+    )
     print(format_summary(summary))
     return 0
 
@@ -270,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="JSON Lines manifest of the audio to score")
     p.add_argument("--metrics", required=True, help="comma-separated metric names, e.g. dnsmos,cer")
     p.add_argument("--out", required=True, help="per-item results (JSON Lines)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="score cache (default: $TTSADAPT_CACHE/scores or ~/.cache/ttsadapt/scores); "
+        "scoring the same audio again with the same metric version and params is read from it",
+    )
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.set_defaults(func=cmd_score)
 
     try:

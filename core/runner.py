@@ -88,6 +88,7 @@ class SuiteRunner:
         device: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir``: the metric score cache (default: ``ttsadapt.paths.score_cache_dir()``)."""
         if overwrite not in OVERWRITE_MODES:
             raise TTSAdaptError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}")
         self.suite = suite
@@ -95,7 +96,9 @@ class SuiteRunner:
         self.store = RunStore(results, suite.name)
         self.overwrite = overwrite
         self.device = resolve_device(device or suite.spec.device)
-        self.cache_dir = cache_dir
+        from .paths import score_cache_dir
+
+        self.cache_dir = cache_dir if cache_dir is not None else score_cache_dir()
         self._clips: list[Clip] | None = None
         self._quarantine: list[Any] = []
         self._eval: EvalSet | None = None

@@ -261,8 +261,9 @@ def plan_utterances(spec: CorpusSpec) -> list[dict[str, Any]]:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("TTSADAPT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ttsadapt"
+    from ..paths import cache_root
+
+    return cache_root()
 
 
 def _render(item: dict[str, Any], spec: CorpusSpec, wav_dir: Path) -> Clip:

@@ -85,8 +85,9 @@ def score_each(
 
 def cache_root() -> Path:
     """ttsadapt's cache folder: ``$TTSADAPT_CACHE`` or ``~/.cache/ttsadapt``."""
-    env = os.environ.get("TTSADAPT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ttsadapt"
+    from ttsadapt.paths import cache_root as root
+
+    return root()
 
 
 def torch_threads() -> int:
