@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 "held_out_speakers": HELD_OUT_SPEAKERS,
                 "train_clips": len(train),
                 "last_curve_row": last,
+                "selected": result.selected,
+                "checkpoint_val_losses": {c.step: c.val_loss for c in result.checkpoints},
                 "seconds_this_invocation": round(time.perf_counter() - t0, 1),
             },
             indent=2,

@@ -50,6 +50,8 @@ def test_wheel_has_only_the_ttsadapt_namespace(tmp_path):
     assert tops == {"ttsadapt", next(t for t in tops if t.endswith(".dist-info"))}, tops
     assert "ttsadapt/cli.py" in names and "ttsadapt/plugins/metrics/dnsmos.py" in names
     assert "ttsadapt/plugins/metrics/wada_snr_table.json" in names
+    assert "ttsadapt/plugins/backbones/reference/voxcpm2-tiny-espeak/model.safetensors" in names
+    assert "ttsadapt/resources/sentences/en.txt" in names
     entry_points = (
         zipfile.ZipFile(wheel)
         .read(next(n for n in names if n.endswith("entry_points.txt")))
