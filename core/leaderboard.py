@@ -525,6 +525,19 @@ def _params_text(params: Any) -> str:
     return str(params)
 
 
+def _varying_params(method_params: list[tuple[str, Any]]) -> dict[str, list[str]]:
+    """Per method, the parameter names whose values differ between its systems: the labels show
+    only those (a sweep's axis), the CSV keeps every parameter."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for method, params in method_params:
+        by_method.setdefault(method, []).append(params if isinstance(params, dict) else {})
+    out = {}
+    for method, dicts in by_method.items():
+        keys = sorted({k for d in dicts for k in d})
+        out[method] = [k for k in keys if len({_canon(d.get(k)) for d in dicts}) > 1]
+    return out
+
+
 def _recipe_text(recipe: Any) -> str:
     if recipe is None or (isinstance(recipe, float) and math.isnan(recipe)):
         return ""
@@ -553,12 +566,23 @@ def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) ->
     seeds_all = runs["seed"].to_numpy()
     seed_missing = pd.isna(runs["seed"]).to_numpy()
     rows = []
-    for system, where in runs.groupby("system", sort=False).indices.items():
+    groups = runs.groupby("system", sort=False).indices
+    varying = _varying_params(
+        [(col["method"][w[0]], col["method_params"][w[0]]) for w in groups.values()]
+    )
+    for system, where in groups.items():
         first = where[0]
         params = _params_text(col["method_params"][first])
+        method_params = col["method_params"][first]
+        shown = varying.get(col["method"][first], [])
+        short = _params_text(
+            {k: method_params[k] for k in shown if k in method_params}
+            if isinstance(method_params, dict)
+            else method_params
+        )
         recipe = _recipe_text(col["data_recipe"][first])
         label = f"{col['backbone'][first]} / {col['method'][first]}"
-        label += f" ({params})" if params else ""
+        label += f" ({short})" if short else ""
         label += f" / {recipe}" if recipe else ""
         trainable = _median(col["trainable_params"][where])
         total = _median(col["total_params"][where])

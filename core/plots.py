@@ -262,7 +262,9 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     x = systems["selected_val_loss"].to_numpy(float)
     y = systems["system"].map(rows["mean"]).to_numpy(float)
     ax.scatter(x, y, s=18, color=SYSTEM_COLOUR)
-    _label_groups(ax, x, y, [_short(lab, 18) for lab in systems["method_params"].tolist()])
+    # the label without its backbone: method, swept parameters and data recipe
+    names = [lab.split(" / ", 1)[-1] for lab in systems["label"].tolist()]
+    _label_groups(ax, x, y, [_short(lab, 28) for lab in names])
     ax.set_xlabel(f"val loss at checkpoint selected by {summary.select}", fontsize=8)
     first = rows.iloc[0]
     ax.set_ylabel(

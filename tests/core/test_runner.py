@@ -252,3 +252,5 @@ def test_runs_can_be_evaluated_on_their_recipe_speakers(tmp_path, manifest, regi
 
     board = build_leaderboard(tmp_path / "res", "t")["md"].read_text()
     assert "double_nudge" in board and "anchor" in board
+    # system labels name the swept parameter only; the CSV keeps every parameter
+    assert "double_nudge (target_gain=0.5) / spk-a" in board and "steps=" not in board
