@@ -13,9 +13,6 @@ are :class:`~ttsadapt.errors.ConfigError` naming the file and the first offendin
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -251,10 +248,10 @@ def save_folder(
     """Write the upstream layout into ``folder`` atomically (temp folder, then rename)."""
     from safetensors.torch import save_file
 
+    from ttsadapt.records import atomic_folder
+
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         state = base_state_dict(module)
         vae = {k[len("audio_vae.") :]: v for k, v in state.items() if k.startswith("audio_vae.")}
         model_state = {k: v for k, v in state.items() if not k.startswith("audio_vae.")}
@@ -269,10 +266,4 @@ def save_folder(
         else:
             data.pop(CODEC_KEY, None)
         (tmp / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder

@@ -13,9 +13,6 @@ voxcpm's zero-initialised ``lora_B`` and contribute nothing.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,17 +119,11 @@ def export_voxcpm_lora(module: torch.nn.Module, folder: Path, base_model: str) -
     from safetensors.torch import save_file
 
     tensors, vox_cfg = to_voxcpm_lora(module)
+    from ttsadapt.records import atomic_folder
+
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE))
         payload = {"base_model": base_model, "lora_config": vox_cfg.model_dump(mode="json")}
         (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder

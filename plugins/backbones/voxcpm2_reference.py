@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -104,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from ttsadapt.data.manifest import load_manifest
     from ttsadapt.plugins.backbones.voxcpm2 import VoxCPM2Backbone
     from ttsadapt.plugins.methods.full_ft import FullFt
+    from ttsadapt.records import atomic_folder
     from ttsadapt.runner import _progress
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -132,30 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     result = method.adapt(backbone, TrainingData(train, val), ctx)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    backbone.save_pretrained(tmp)
     last = result.curves[-1] if result.curves else {}
-    (tmp / "ttsadapt_reference.json").write_text(
-        json.dumps(
-            {
-                "steps": args.steps,
-                "lr": args.lr,
-                "batch_size": args.batch_size,
-                "corpus": CORPUS,
-                "held_out_speakers": HELD_OUT_SPEAKERS,
-                "train_clips": len(train),
-                "last_curve_row": last,
-                "selected": result.selected,
-                "checkpoint_val_losses": {c.step: c.val_loss for c in result.checkpoints},
-                "seconds_this_invocation": round(time.perf_counter() - t0, 1),
-            },
-            indent=2,
-        )
-    )
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    meta = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "corpus": CORPUS,
+        "held_out_speakers": HELD_OUT_SPEAKERS,
+        "train_clips": len(train),
+        "last_curve_row": last,
+        "selected": result.selected,
+        "checkpoint_val_losses": {c.step: c.val_loss for c in result.checkpoints},
+        "seconds_this_invocation": round(time.perf_counter() - t0, 1),
+    }
+    with atomic_folder(args.out) as tmp:
+        backbone.save_pretrained(tmp / "model")
+        for f in (tmp / "model").iterdir():
+            f.rename(tmp / f.name)
+        (tmp / "model").rmdir()
+        (tmp / "ttsadapt_reference.json").write_text(json.dumps(meta, indent=2))
     logger.info("reference model written to %s (last: %s)", args.out, last)
     return 0
 
