@@ -68,13 +68,14 @@ def create_plugin_manager(
         pm.set_blocked(name)
     infos: list[PluginInfo] = []
 
-    for module_name in BUILTIN_PLUGINS:
+    def register_module(module_name: str, origin: str, dist: str, version: str) -> None:
         name = short_name(module_name)
-        if name in disabled:
-            continue
-        module = _import_plugin(module_name, name)
-        pm.register(module, name=name)
-        infos.append(PluginInfo(name, module_name, "builtin", "ttsadapt", __version__))
+        if name not in disabled:
+            pm.register(_import_plugin(module_name, name), name=name)
+            infos.append(PluginInfo(name, module_name, origin, dist, version))
+
+    for module_name in BUILTIN_PLUGINS:
+        register_module(module_name, "builtin", "ttsadapt", __version__)
 
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
@@ -102,12 +103,7 @@ def create_plugin_manager(
             infos.append(PluginInfo(ep.name, ep.value, "entrypoint", dist_name, dist_version))
 
     for module_name in extra_modules:
-        name = short_name(module_name)
-        if name in disabled:
-            continue
-        module = _import_plugin(module_name, name)
-        pm.register(module, name=name)
-        infos.append(PluginInfo(name, module_name, "cli", "-", "-"))
+        register_module(module_name, "cli", "-", "-")
 
     try:
         pm.check_pending()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _bench_helpers import SilentBar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,20 +38,6 @@ TEXTS = [
 ]
 WARMUP = 10
 ROUNDS = 150
-
-
-class _Bar:
-    def __init__(self, total=None, desc=None):
-        self.n = 0
-
-    def update(self, n=1):
-        self.n += n
-
-    def set_postfix(self, postfix, refresh=True):
-        pass
-
-    def close(self):
-        pass
 
 
 def _backbone():
@@ -98,9 +85,9 @@ def setups(tmp_path_factory):
 
     loop_bb, loop_examples = _backbone()
     run_dir = tmp_path_factory.mktemp("perf")
-    ctx = RunContext(run_dir, 0, "cpu", logging.getLogger("perf"), _Bar)
+    ctx = RunContext(run_dir, 0, "cpu", logging.getLogger("perf"), SilentBar)
     trainer = Trainer(loop_bb, loop_examples, [], cfg, ctx)
-    bar = _Bar()
+    bar = SilentBar()
 
     def loop_step():
         trainer.after_step(trainer.step(), bar)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _bench_helpers import SilentBar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("torch")
@@ -36,20 +37,6 @@ HYPER = {
     "val_every": STEPS,
     "save_every": STEPS,
 }
-
-
-class _Bar:
-    def __init__(self, total=None, desc=None):
-        self.n = 0
-
-    def update(self, n=1):
-        self.n += n
-
-    def set_postfix(self, postfix, refresh=True):
-        pass
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +62,7 @@ def test_lora_200_steps_tiny_voxcpm2(benchmark, train_split, tmp_path):
     backbone = VoxCPM2Backbone(model="tiny")
     backbone.load("cpu")
     method = Lora(scope="all", rank=8, **HYPER)
-    ctx = RunContext(Path(tmp_path), 0, "cpu", logging.getLogger("perf"), _Bar)
+    ctx = RunContext(Path(tmp_path), 0, "cpu", logging.getLogger("perf"), SilentBar)
     timing: dict[str, float] = {}
 
     def run():
