@@ -5,7 +5,7 @@
     ttsadapt validate SUITE.toml             resolve + print planned runs (exit 2 on an invalid suite)
     ttsadapt run SUITE.toml [--results DIR] [--overwrite never|only-missing|always] [--executor local]
     ttsadapt leaderboard [--results DIR] [--suite NAME]
-    ttsadapt score --manifest M.jsonl --metrics a,b --out OUT.jsonl
+    ttsadapt score --manifest M.jsonl --metrics a,b --out OUT.jsonl [--metric-params NAME.KEY=VALUE]
     ttsadapt data inspect --manifest M.jsonl [--out CARD.json]
 
 Exit codes: 0 success; 1 a run failed or a general error; 2 invalid suite/config or usage;
@@ -187,6 +187,116 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_param(value: str) -> tuple[str, str, str]:
+    """argparse type of ``--metric-params``: ``NAME.KEY=VALUE`` -> ``(name, key, raw value)``."""
+    target, eq, raw = value.partition("=")
+    name, dot, key = target.partition(".")
+    if not eq or not dot or not name.strip() or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME.KEY=VALUE (a metric, one of its parameters and a value, e.g. "
+            f"cer.model=tiny.en), got {value!r}"
+        )
+    return name.strip(), key.strip(), raw
+
+
+def _metric_params(
+    registry, specs: list[tuple[str, str, str]], metric_names: list[str]
+) -> dict[str, dict[str, object]]:
+    """``{metric: {key: value}}`` from ``--metric-params``, each value checked by the metric's
+    ``Params``: the raw string first (pydantic reads numbers and true/false from it), then the
+    string as JSON (lists, objects). A :class:`ConfigError` (exit 2) names the flag, the metric
+    and the key."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+
+    out: dict[str, dict[str, object]] = {}
+    for name, key, raw in specs:
+        flag = f"--metric-params {name}.{key}={raw}"
+        try:
+            cls = registry.get("metric", name)
+        except ConfigError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+        if name not in metric_names:
+            raise ConfigError(
+                f"{flag}: metric {name!r} is not among --metrics ({', '.join(metric_names)}); "
+                "add it there or drop the parameter"
+            )
+        fields = list(cls.Params.model_fields)
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            raise ConfigError(
+                f"{flag}: metric {name} has no parameter {key!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (parameters of {name}: {', '.join(fields) or 'none'})"
+            )
+        if key in out.get(name, {}):
+            raise ConfigError(f"{flag}: {name}.{key} is given twice")
+        candidates: list[object] = [raw]
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            pass
+        else:
+            if not isinstance(decoded, str):
+                candidates.append(decoded)
+        problem = None
+        for value in candidates:
+            try:
+                cls.Params.model_validate({key: value})
+            except ValidationError as exc:
+                mine = [e for e in exc.errors() if tuple(e["loc"][:1]) == (key,)]
+                if mine:
+                    problem = problem or mine[0]["msg"]
+                    continue
+            out.setdefault(name, {})[key] = value
+            break
+        else:
+            raise ConfigError(f"{flag}: metric {name}, parameter {key}: {problem} (got {raw!r})")
+    return out
+
+
+def _score_epilog() -> str:
+    """The manifest keys of ``ttsadapt score`` (from :data:`ttsadapt.scoring.SCORE_MANIFEST_KEYS`,
+    imported only when the help is shown)."""
+    import textwrap
+
+    from .data.manifest import DEPRECATED_KEYS
+    from .scoring import SCORE_KEY_ALIASES, SCORE_MANIFEST_KEYS
+
+    width = max(len(k) for k in SCORE_MANIFEST_KEYS) + 2
+    lines = [
+        "manifest: JSON Lines, one item a line, paths relative to the manifest's folder, e.g.",
+        '  {"audio": "out/0001.wav", "text": "Hello there.", "language": "en",',
+        '   "speaker_prompt": "prompts/spk1.wav", "reference_audio": "recorded/0001.wav"}',
+        "",
+        f"{'key':<{width}}{'needed by':<20}meaning",
+    ]
+    for key, (meaning, _flag, needed_by) in SCORE_MANIFEST_KEYS.items():
+        wrapped = textwrap.wrap(meaning, 96 - width - 20)
+        lines.append(f"{key:<{width}}{needed_by or '-':<20}{wrapped[0]}")
+        lines += [" " * (width + 20) + w for w in wrapped[1:]]
+    lines += [
+        "",
+        "Metrics from plugins: `ttsadapt ls metrics` shows what each needs (text,",
+        "speaker_prompt, reference_audio). An item lacking a key a metric needs gets an error",
+        'row naming the key ("missing text: line 3 of m.jsonl has no "text" ..."); an item',
+        "without reference_audio counts as not applicable. Corpus manifests (`ttsadapt data`,",
+        "suites) use the same key names. Old spellings are still read, with a warning naming",
+        "the file, the line and the new key:",
+        *(f'  "{o}" here is "{n}"' for o, n in SCORE_KEY_ALIASES.items()),
+        *(f'  "{o}" in corpus manifests is "{n}"' for o, n in DEPRECATED_KEYS.items()),
+        "",
+        "metric parameters: --metric-params NAME.KEY=VALUE (repeatable), e.g.",
+        "  --metric-params cer.model=tiny.en --metric-params pesq.mode=nb",
+        "VALUE is read as the parameter's type (numbers, true/false; JSON for lists). Each",
+        "metric's parameters and defaults: ttsadapt ls metrics --json.",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .scoring import format_summary, score_manifest
 
@@ -194,11 +304,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     for m in metrics:
         registry.get("metric", m)  # unknown names fail before any work, with a suggestion
+    params = _metric_params(registry, args.metric_params or [], metrics)
     from .paths import score_cache_dir
 
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else score_cache_dir()
     summary = score_manifest(
-        registry, Path(args.manifest), metrics, Path(args.out), cache_dir=cache
+        registry,
+        Path(args.manifest),
+        metrics,
+        Path(args.out),
+        cache_dir=cache,
+        metric_params=params,
     )
     print(format_summary(summary))
     return 0
@@ -271,10 +387,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_leaderboard)
 
-    p = sub.add_parser("score", help="score existing audio listed in a manifest")
-    p.add_argument("--manifest", required=True, help="JSON Lines manifest of the audio to score")
+    p = sub.add_parser(
+        "score",
+        help="score existing audio listed in a manifest",
+        description="Score the audio a manifest lists with the given metrics; write one JSON line\n"
+        "per item (values, or the reason an item could not be scored) and print a summary.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--manifest",
+        required=True,
+        help="JSON Lines manifest of the audio to score (its keys are listed below)",
+    )
     p.add_argument("--metrics", required=True, help="comma-separated metric names, e.g. dnsmos,cer")
     p.add_argument("--out", required=True, help="per-item results (JSON Lines)")
+    p.add_argument(
+        "--metric-params",
+        action="append",
+        type=_metric_param,
+        metavar="NAME.KEY=VALUE",
+        help="set parameter KEY of metric NAME, e.g. cer.model=tiny.en (repeatable)",
+    )
     p.add_argument(
         "--cache-dir",
         default=None,
@@ -283,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.set_defaults(func=cmd_score)
+    plain_help = p.format_help
+
+    def score_help(p: argparse.ArgumentParser = p) -> str:
+        p.epilog = _score_epilog()  # imports the scoring module only when the help is shown
+        return plain_help()
+
+    p.format_help = score_help  # type: ignore[method-assign]
 
     try:
         from .data.cli import add_data_cli

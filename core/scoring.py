@@ -27,7 +27,7 @@ import numpy as np
 
 from .audio import load_audio
 from .components import Metric
-from .errors import DataError, ItemError
+from .errors import ConfigError, DataError, ItemError
 from .records import atomic_write_jsonl
 from .types import EvalItem, ItemScore
 
@@ -200,7 +200,40 @@ def reason_category(reason: str) -> str:
     return reason.split(":", 1)[0].strip() or reason
 
 
+# `ttsadapt score` manifest keys: the same names as corpus manifests (``ttsadapt.data.manifest``).
+# key -> (meaning, the ``Metric`` flag of the metrics that need it, built-in metrics needing it)
+SCORE_MANIFEST_KEYS: dict[str, tuple[str, str | None, str]] = {
+    "audio": ("the audio file to score (required)", None, "every metric"),
+    "id": ("item id (default: the audio file name without its suffix)", None, ""),
+    "text": ("what the audio should say (its transcript)", "needs_text", "cer"),
+    "language": (
+        'language tag of the text, e.g. "en" or "pt-BR" (default "en")',
+        "needs_text",
+        "cer",
+    ),
+    "speaker": ("speaker label, copied to the output rows", None, ""),
+    "speaker_prompt": (
+        "a recording of the target speaker (any sentence): the voice a system clones and "
+        "speaker similarity compares with",
+        "needs_speaker_prompt",
+        "speaker_similarity",
+    ),
+    "reference_audio": (
+        "a time-aligned recording of the same utterance (same words, same timing); items "
+        "without one are counted as not applicable",
+        "needs_reference_audio",
+        "pesq, stoi",
+    ),
+}
+# old spellings, read under the new name with a warning naming file, line and new key
+SCORE_KEY_ALIASES = {"ref_audio": "reference_audio"}  # what `ttsadapt score` read it as
+
+
 def _read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
+    """The manifest's lines as dicts, old key spellings renamed (:data:`SCORE_KEY_ALIASES`, warned
+    once per file); each row also carries ``_line`` (1-based) and ``_spelled`` ({key: as written})."""
+    from .data.manifest import rename_deprecated_keys
+
     if not manifest.is_file():
         raise DataError(f"manifest not found: {manifest}")
     rows = []
@@ -214,7 +247,20 @@ def _read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
                 raise DataError(f"{manifest}:{n}: not valid JSON ({exc.msg})") from exc
             if not isinstance(row, dict) or not isinstance(row.get("audio"), str):
                 raise DataError(f'{manifest}:{n}: expected an object with an "audio" path')
+            try:
+                row, spelled = rename_deprecated_keys(row, SCORE_KEY_ALIASES, manifest, n)
+            except ValueError as exc:
+                raise DataError(f"{manifest}:{n}: {exc}") from None
+            for key in ("speaker_prompt", "reference_audio"):
+                if row.get(key) is not None and not isinstance(row[key], str):
+                    raise DataError(
+                        f'{manifest}:{n}: "{spelled.get(key, key)}" must be an audio path '
+                        f"(relative to the manifest's folder), got {row[key]!r}"
+                    )
+            if not isinstance(row.get("text", ""), str):
+                raise DataError(f'{manifest}:{n}: "text" must be a string, got {row["text"]!r}')
             row.setdefault("id", row.get("id") or Path(row["audio"]).stem)
+            row["_line"], row["_spelled"] = n, spelled
             rows.append(row)
     ids = Counter(str(r["id"]) for r in rows)
     dup = [i for i, c in ids.items() if c > 1]
@@ -224,6 +270,8 @@ def _read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
 
 
 def _load_optional(base: Path, rel: Any, field: str) -> tuple[np.ndarray | None, int | None]:
+    """The audio at ``rel`` (relative to ``base``), or ``(None, None)`` when the key is absent or
+    empty; ``field`` is the key as the manifest spells it, for the error."""
     if not rel:
         return None, None
     try:
@@ -242,22 +290,48 @@ def score_manifest(
     progress: bool = True,
     chunk_size: int = 64,
 ) -> dict[str, Any]:
-    """Score every line of ``manifest`` with ``metric_names``; write ``out`` (JSON Lines, one row
-    per item: ``id``, ``audio``, ``speaker``, ``language``, ``values`` {metric: {output: float}},
-    ``errors`` {metric: reason}, ``extra`` {metric: {...}}) and return the summary."""
+    """Score every line of ``manifest`` (keys: :data:`SCORE_MANIFEST_KEYS`) with ``metric_names``;
+    write ``out`` (JSON Lines, one row per item: ``id``, ``audio``, ``speaker``, ``language``,
+    ``values`` {metric: {output: float}}, ``errors`` {metric: reason}, ``extra`` {metric: {...}})
+    and return the summary.
+
+    ``metric_params`` maps a metric name to its parameters, validated by its ``Params``
+    (:class:`ConfigError` naming the metric and the key). A metric never sees an item that lacks
+    what it needs: the item's error row names the missing key (``missing text: …``,
+    ``missing speaker_prompt: …``, ``not applicable: no reference_audio: …``)."""
+    from pydantic import ValidationError
+
     manifest = Path(manifest)
     metric_params = metric_params or {}
-    metrics = {n: registry.get("metric", n)(**metric_params.get(n, {})) for n in metric_names}
+    unused = [n for n in metric_params if n not in metric_names]
+    if unused:
+        raise ConfigError(
+            f"parameters given for metric {unused[0]!r}, which is not among the metrics scored "
+            f"({', '.join(metric_names)})"
+        )
+    metrics: dict[str, Metric] = {}
+    for n in metric_names:
+        cls = registry.get("metric", n)
+        try:
+            metrics[n] = cls(**metric_params.get(n, {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(x) for x in err["loc"]) or "(all)"
+            what = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+            known = ", ".join(cls.Params.model_fields) or "none"
+            raise ConfigError(
+                f"metric {n}, parameter {key}: {what} (got {err.get('input')!r}); "
+                f"parameters of {n}: {known}"
+            ) from None
     rows = _read_manifest_rows(manifest)
     base = manifest.parent
-    scorer = Scorer(metrics, cache_dir)
+    # one scorer per metric, so each metric sees only the items that have what it needs
+    scorers = {n: Scorer({n: m}, cache_dir) for n, m in metrics.items()}
     out_rows: list[dict[str, Any]] = []
     try:
         for start in range(0, len(rows), chunk_size):
-            chunk = rows[start : start + chunk_size]
-            items: list[EvalItem] = []
-            item_rows: list[dict[str, Any]] = []
-            for row in chunk:
+            todo: dict[str, list[tuple[EvalItem, dict[str, Any]]]] = {n: [] for n in metrics}
+            for row in rows[start : start + chunk_size]:
                 out_row: dict[str, Any] = {
                     "id": str(row["id"]),
                     "audio": row["audio"],
@@ -268,67 +342,88 @@ def score_manifest(
                     "extra": {},
                 }
                 out_rows.append(out_row)
-                field_errors: dict[str, str] = {}
                 try:
                     audio, sr = load_audio(base / row["audio"])
                 except ItemError as exc:
                     for n in metrics:
                         out_row["errors"][n] = f"unreadable audio: {exc}"
                     continue
-                extras: dict[str, Any] = {}
-                for field, attr in (("ref_audio", "reference"), ("speaker_prompt", "prompt")):
+                extras: dict[str, tuple[np.ndarray | None, int | None]] = {}
+                unreadable: dict[str, str] = {}
+                for key in ("reference_audio", "speaker_prompt"):
                     try:
-                        extras[attr] = _load_optional(base, row.get(field), field)
+                        extras[key] = _load_optional(
+                            base, row.get(key), row["_spelled"].get(key, key)
+                        )
                     except ItemError as exc:
-                        extras[attr] = (None, None)
-                        field_errors[attr] = str(exc)
-                out_row["_field_errors"] = field_errors
-                items.append(
-                    EvalItem(
-                        id=out_row["id"],
-                        audio=audio,
-                        sample_rate=sr,
-                        text=str(row.get("text", "")),
-                        language=str(row.get("language") or "en"),
-                        speaker=str(row.get("speaker", "")),
-                        reference_audio=extras["reference"][0],
-                        reference_sample_rate=extras["reference"][1],
-                        speaker_prompt=extras["prompt"][0],
-                        speaker_prompt_sample_rate=extras["prompt"][1],
-                    )
+                        extras[key] = (None, None)
+                        unreadable[key] = str(exc)
+                item = EvalItem(
+                    id=out_row["id"],
+                    audio=audio,
+                    sample_rate=sr,
+                    text=str(row.get("text", "")),
+                    language=str(row.get("language") or "en"),
+                    speaker=str(row.get("speaker", "")),
+                    reference_audio=extras["reference_audio"][0],
+                    reference_sample_rate=extras["reference_audio"][1],
+                    speaker_prompt=extras["speaker_prompt"][0],
+                    speaker_prompt_sample_rate=extras["speaker_prompt"][1],
                 )
-                item_rows.append(out_row)
-            scored = scorer.score(items, progress=progress) if items else {}
-            for name, scores in scored.items():
-                metric = metrics[name]
-                for out_row, s in zip(item_rows, scores):
-                    fe = out_row["_field_errors"]
-                    if metric.needs_reference_audio and "reference" in fe:
-                        out_row["errors"][name] = fe["reference"]
-                    elif metric.needs_speaker_prompt and "prompt" in fe:
-                        out_row["errors"][name] = fe["prompt"]
-                    elif s.error is not None:
-                        out_row["errors"][name] = s.error
+                where = f"line {row['_line']} of {manifest.name}"
+                for n, m in metrics.items():
+                    if m.needs_text and not item.text.strip():
+                        out_row["errors"][n] = (
+                            f'missing text: {where} has no "text" (what the audio should say; '
+                            f"{n} compares its transcript with it)"
+                        )
+                    elif m.needs_speaker_prompt and not row.get("speaker_prompt"):
+                        out_row["errors"][n] = (
+                            f'missing speaker_prompt: {where} has no "speaker_prompt" (a '
+                            f"recording of the target speaker; {n} compares the voice with it)"
+                        )
+                    elif m.needs_reference_audio and not row.get("reference_audio"):
+                        out_row["errors"][n] = (
+                            f'{NOT_APPLICABLE}: no reference_audio: {where} has no "reference_audio"'
+                            f" (a time-aligned recording of the same utterance; {n} compares with it)"
+                        )
+                    elif m.needs_speaker_prompt and "speaker_prompt" in unreadable:
+                        out_row["errors"][n] = unreadable["speaker_prompt"]
+                    elif m.needs_reference_audio and "reference_audio" in unreadable:
+                        out_row["errors"][n] = unreadable["reference_audio"]
                     else:
-                        out_row["values"][name] = s.values
-                    if s.extra and name not in out_row["errors"]:
-                        out_row["extra"][name] = s.extra
-            for out_row in item_rows:
-                out_row.pop("_field_errors", None)
+                        todo[n].append((item, out_row))
+            for n, pairs in todo.items():
+                if not pairs:
+                    continue
+                scores = scorers[n].score([it for it, _ in pairs], progress=progress)[n]
+                for (_, out_row), s in zip(pairs, scores):
+                    if s.error is not None:
+                        out_row["errors"][n] = s.error
+                    else:
+                        out_row["values"][n] = s.values
+                        if s.extra:
+                            out_row["extra"][n] = s.extra
     finally:
-        scorer.close()
+        for scorer in scorers.values():
+            scorer.close()
     atomic_write_jsonl(Path(out), out_rows)
     return summarize(out_rows, metrics)
 
 
 def summarize(rows: list[dict[str, Any]], metrics: dict[str, Metric]) -> dict[str, Any]:
-    """Per metric: mean and n of each output over scored items, n ok, n not applicable, and
+    """Per metric: mean and n of each output over scored items, n ok, n not applicable (and by
+    reason: ``"not applicable: no reference_audio: …"`` counts as ``no reference_audio``), and
     error counts by reason category."""
     summary: dict[str, Any] = {"n_items": len(rows), "metrics": {}}
     for name, metric in metrics.items():
         values = [r["values"][name] for r in rows if name in r.get("values", {})]
         reasons = [r["errors"][name] for r in rows if name in r.get("errors", {})]
-        na = [x for x in reasons if x.startswith(NOT_APPLICABLE)]
+        na = Counter(
+            (x.split(":", 2)[1].strip() if x.count(":") else "") or NOT_APPLICABLE
+            for x in reasons
+            if x.startswith(NOT_APPLICABLE)
+        )
         errors = Counter(reason_category(x) for x in reasons if not x.startswith(NOT_APPLICABLE))
         outputs = {}
         for o in metric.outputs:
@@ -341,7 +436,8 @@ def summarize(rows: list[dict[str, Any]], metrics: dict[str, Metric]) -> dict[st
         summary["metrics"][name] = {
             "outputs": outputs,
             "n_ok": len(values),
-            "n_not_applicable": len(na),
+            "n_not_applicable": sum(na.values()),
+            "not_applicable": dict(na),
             "n_errors": sum(errors.values()),
             "errors": dict(errors),
         }
@@ -349,11 +445,11 @@ def summarize(rows: list[dict[str, Any]], metrics: dict[str, Metric]) -> dict[st
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """A plain-text table: one line per metric output, then error reasons."""
+    """A plain-text table: one line per metric output, then error and not-applicable reasons."""
     lines = [f"{summary['n_items']} items"]
     header = f"{'metric':<20} {'output':<12} {'mean':>9} {'n':>6} {'n/a':>5} {'errors':>6}"
     lines += [header, "-" * len(header)]
-    notes = []
+    notes, na_notes = [], []
     for name, m in summary["metrics"].items():
         for i, (out, o) in enumerate(m["outputs"].items()):
             arrow = "↑" if o["higher_is_better"] else "↓"
@@ -365,6 +461,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             )
         for reason, count in sorted(m["errors"].items(), key=lambda kv: -kv[1]):
             notes.append(f"  {name}: {count} x {reason}")
+        for reason, count in sorted(m.get("not_applicable", {}).items(), key=lambda kv: -kv[1]):
+            na_notes.append(f"  {name}: {count} x {reason}")
     if notes:
         lines += ["", "errors by reason:", *notes]
+    if na_notes:
+        lines += ["", "not applicable:", *na_notes]
+    if any(" x missing " in x or " x no " in x for x in notes + na_notes):
+        lines += ["", "manifest keys and the metrics that need them: ttsadapt score --help"]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ and an :class:`ItemScore` is one metric's answer for one item.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ class Clip:
     """One manifest line: an audio file with its transcript.
 
     ``audio`` is an absolute path (manifests store it relative to the manifest's folder).
+    ``speaker_prompt`` is a recording of the clip's speaker to clone the voice from (manifest key
+    ``speaker_prompt``); ``reference_audio`` is a time-aligned recording of the same utterance, the
+    reference of intrusive metrics such as PESQ and STOI (manifest key ``reference_audio``).
+    ``ref_audio`` is the deprecated name of ``speaker_prompt``, kept as an attribute and a
+    constructor keyword.
     """
 
     id: str
@@ -28,8 +34,36 @@ class Clip:
     language: str
     duration_s: float | None = None
     split: str | None = None
-    ref_audio: Path | None = None
+    speaker_prompt: Path | None = None
+    reference_audio: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref_audio(self) -> Path | None:
+        """Deprecated name of :attr:`speaker_prompt`."""
+        return self.speaker_prompt
+
+    @ref_audio.setter
+    def ref_audio(self, value: Path | None) -> None:
+        self.speaker_prompt = value
+
+
+_clip_init = Clip.__init__
+
+
+@functools.wraps(_clip_init)
+def _clip_init_accepting_ref_audio(self: Clip, *args: Any, ref_audio: Any = None, **kwargs: Any):
+    if ref_audio is not None:
+        if kwargs.get("speaker_prompt") not in (None, ref_audio):
+            raise TypeError(
+                "Clip(): both speaker_prompt and its deprecated name ref_audio given, with "
+                f"different paths ({kwargs['speaker_prompt']} and {ref_audio})"
+            )
+        kwargs["speaker_prompt"] = ref_audio
+    _clip_init(self, *args, **kwargs)
+
+
+Clip.__init__ = _clip_init_accepting_ref_audio  # type: ignore[method-assign]
 
 
 @dataclass

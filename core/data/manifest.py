@@ -6,8 +6,11 @@ One line is one clip::
 
 plus optional ``id`` (default: the audio path without its suffix), ``duration`` (seconds),
 ``split`` (``train`` / ``validation`` / ``eval``; ``val``/``valid``/``dev`` and ``test`` are read as
-``validation`` and ``eval``), ``ref_audio``; any other key is kept in ``Clip.extra`` (e.g.
-precomputed ``dnsmos`` scores). Relative paths are relative to the manifest's folder and may not
+``validation`` and ``eval``), ``speaker_prompt`` (a recording of the clip's speaker to clone the
+voice from), ``reference_audio`` (a time-aligned recording of the same utterance, for PESQ/STOI);
+any other key is kept in ``Clip.extra`` (e.g. precomputed ``dnsmos`` scores). The old spelling
+``ref_audio`` is read as ``speaker_prompt`` with a :class:`ManifestKeyWarning` (see
+:data:`DEPRECATED_KEYS`). Relative paths are relative to the manifest's folder and may not
 leave it through ``..``; absolute paths are allowed but must point at audio.
 
 :func:`load_manifest` never drops a line silently: a line that cannot be used becomes a
@@ -26,7 +29,7 @@ duplicate_id             the id was used on an earlier line (named)             
 path_escapes             a relative path leaves the manifest's folder through ``..``  all
 empty_text               the transcript is empty or whitespace                        all
 unknown_language         the language tag is malformed, unknown, or not allowed       all
-missing_file             the audio (or ``ref_audio``) file does not exist              header
+missing_file             the audio (or prompt / reference) file does not exist         header
 unreadable_audio         no decoder can read the file (not audio, corrupt header)     header
 truncated_audio          the file holds fewer samples than its header declares        header
 zero_length              the audio has no samples                                     header
@@ -46,6 +49,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,7 +68,59 @@ from .languages import language_tag_problem
 
 CHECK_AUDIO_MODES = ("none", "header", "full")
 REQUIRED_FIELDS = ("audio", "text", "speaker", "language")
-KNOWN_FIELDS = {"id", "audio", "text", "speaker", "language", "duration", "split", "ref_audio"}
+KNOWN_FIELDS = {
+    *("id", "audio", "text", "speaker", "language", "duration", "split"),
+    *("speaker_prompt", "reference_audio"),
+}
+# One name per meaning in every manifest of the project (these corpus manifests, ``ttsadapt score``
+# manifests, written manifests): ``speaker_prompt`` = a recording of the target speaker (the voice
+# to clone, the target of speaker similarity); ``reference_audio`` = a time-aligned recording of the
+# same utterance (PESQ/STOI). Old spellings are read under the new name, with a warning.
+DEPRECATED_KEYS = {"ref_audio": "speaker_prompt"}  # as in VoxCPM's fine-tuning manifests
+_KEY_MEANINGS = {
+    "speaker_prompt": "a recording of the target speaker to clone and compare the voice with",
+    "reference_audio": "a time-aligned recording of the same utterance, for PESQ/STOI",
+}
+_warned_keys: set[tuple[str, str]] = set()
+
+
+class ManifestKeyWarning(FutureWarning):
+    """A manifest spells a key the old way (a FutureWarning, so users see it by default)."""
+
+
+def rename_deprecated_keys(
+    obj: dict[str, Any], aliases: dict[str, str], path: Path, line: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``obj`` with every old key of ``aliases`` (``{old: new}``) under its new name, and
+    ``{new: old}`` for the keys renamed. The first use of an old key in a file warns
+    (:class:`ManifestKeyWarning` at ``path``:``line``, naming the new key); later lines do not.
+    Raises ``ValueError`` when the line has both spellings."""
+    renamed: dict[str, str] = {}
+    for old, new in aliases.items():
+        if old not in obj:
+            continue
+        if new in obj:
+            raise ValueError(
+                f"the line has both {new!r} and its deprecated spelling {old!r}; keep only {new!r}"
+            )
+        renamed[new] = old
+        once = (os.path.abspath(path), old)
+        if once not in _warned_keys:
+            _warned_keys.add(once)
+            warnings.warn_explicit(
+                f"manifest key {old!r} is deprecated: write {new!r} "
+                f"({_KEY_MEANINGS.get(new, new)}); read as {new!r} on every line of this file "
+                "(warned once per file)",
+                ManifestKeyWarning,
+                filename=str(path),
+                lineno=line,
+                module="ttsadapt.data.manifest",
+            )
+    if renamed:
+        obj = {aliases.get(k, k): v for k, v in obj.items()}
+    return obj, renamed
+
+
 SPLITS = ("train", "validation", "eval")
 _SPLIT_ALIASES = {
     "train": "train",
@@ -332,8 +388,10 @@ def _parse_line(
                 "bad_field", f"'split' must be one of {', '.join(SPLITS)}, got {split!r}"
             )
         split = norm
-    ref = obj.get("ref_audio")
-    ref_path = _resolve(ref, "ref_audio", base, base_norm) if ref is not None else None
+    prompt, reference = (
+        None if obj.get(key) is None else _resolve(obj[key], key, base, base_norm)
+        for key in ("speaker_prompt", "reference_audio")
+    )
     extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
     return Clip(
         id=clip_id,
@@ -343,7 +401,8 @@ def _parse_line(
         language=language,
         duration_s=duration,
         split=split,
-        ref_audio=ref_path,
+        speaker_prompt=prompt,
+        reference_audio=reference,
         extra=extra,
     )
 
@@ -371,10 +430,10 @@ def _check_clip_audio(
             )
     clip.duration_s = actual
     clip.extra.setdefault("sample_rate", header.sample_rate)
-    if clip.ref_audio is not None and not clip.ref_audio.is_file():
-        raise _LineProblem(
-            "missing_file", f"ref_audio file not found: {clip.ref_audio}", str(clip.ref_audio)
-        )
+    for key in ("speaker_prompt", "reference_audio"):
+        other = getattr(clip, key)
+        if other is not None and not other.is_file():
+            raise _LineProblem("missing_file", f"{key} file not found: {other}", str(other))
     lo, hi = duration_window
     _check_window(actual, lo, hi, clip.audio)
     if check_audio == "full":
@@ -454,6 +513,10 @@ def load_manifest(
                 clip_id = str(cid) if cid is not None else None
                 af = obj.get("audio")
                 audio_field = af if isinstance(af, str) else None
+                try:
+                    obj, _ = rename_deprecated_keys(obj, DEPRECATED_KEYS, path, lineno)
+                except ValueError as exc:
+                    raise _LineProblem("bad_field", str(exc)) from None
             clip = _parse_line(obj, base, base_norm, require_text, languages)
             clip_id = clip.id
             if clip.id in first_line:
@@ -512,8 +575,9 @@ def clip_to_line(clip: Clip, manifest_dir: Path) -> dict[str, Any]:
         line["duration"] = round(float(clip.duration_s), 4)
     if clip.split is not None:
         line["split"] = clip.split
-    if clip.ref_audio is not None:
-        line["ref_audio"] = rel(clip.ref_audio)
+    for key in ("speaker_prompt", "reference_audio"):
+        if getattr(clip, key) is not None:
+            line[key] = rel(getattr(clip, key))
     for k, v in clip.extra.items():
         if k not in ("line", "sample_rate") and k not in line:
             line[k] = v
@@ -552,13 +616,16 @@ def summarize_clips(clips: Sequence[Clip]) -> dict[str, Any]:
 
 __all__ = [
     "CHECK_AUDIO_MODES",
+    "DEPRECATED_KEYS",
     "SPLITS",
+    "ManifestKeyWarning",
     "ManifestLoad",
     "QuarantineEntry",
     "clip_to_line",
     "load_clip_audio",
     "load_manifest",
     "read_audio_header",
+    "rename_deprecated_keys",
     "summarize_clips",
     "write_manifest",
 ]
