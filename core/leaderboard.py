@@ -3,10 +3,16 @@
 ``build_leaderboard(results_dir, suite)`` writes ``results_dir/suite/leaderboard.{md,csv,html}``:
 
 * one row per *system* = backbone x method x method params x data recipe (seeds pooled);
-* per metric output: mean with a 95 % bootstrap interval over utterances (seeds pooled), the
-  per-seed means and intervals from the records, the delta to the zero-shot anchor of the same
-  backbone (mean of paired differences, paired by item id and seed) with its bootstrap interval,
-  a two-sided Wilcoxon signed-rank p-value and stars, and the rank among all systems;
+* per metric output: the mean over all utterance x seed values with a 95 % BCa *cluster* bootstrap
+  interval (utterances are resampled, each with all its seeds' values, so seeds of one utterance
+  are not counted as independent evidence), the per-seed means and intervals from the records, the
+  delta to the zero-shot anchor of the same backbone (mean of paired differences: system seed ``s``
+  paired with anchor seed ``s`` on the same item; where the anchor has no seed ``s``, its per-item
+  mean over its seeds, so a one-seed anchor serves every seed) with its cluster bootstrap interval,
+  a two-sided Wilcoxon signed-rank test on the per-item means of those differences (one pair per
+  utterance), its p-value raw and Holm-adjusted over every comparison of the leaderboard (all
+  systems x metric outputs against their anchor: one family), stars from the adjusted p-value, and
+  the rank among all systems;
 * trainable-parameter share, adapter size, the selected checkpoint's validation loss;
 * failed and unfinished runs, and items that were "not applicable" or failed.
 
@@ -33,7 +39,7 @@ import pandas as pd
 
 from .errors import ConfigError, TTSAdaptError
 from .records import DONE_MARKER, atomic_write_text, read_jsonl
-from .stats import DEFAULT_RESAMPLES, Bootstrapper, paired_wilcoxon_many, stars
+from .stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
 
 try:  # a declared dependency; the standard library gives the same results, only slower
     import orjson as _orjson
@@ -515,6 +521,7 @@ class Summary:
     select: str
     confidence: float
     notes: list[str] = field(default_factory=list)
+    n_comparisons: int = 0  # p-values in the Holm family (every system x metric output vs anchor)
 
 
 def _params_text(params: Any) -> str:
@@ -660,12 +667,45 @@ class _AnchorScores:
 
 @dataclass
 class _Pooled:
-    """A system's pooled per-utterance values of one output, and its paired differences."""
+    """A system's per-utterance values of one output and its paired differences, per item.
 
-    values: np.ndarray
-    diffs: np.ndarray
+    ``sums[i]``/``sizes[i]``: the sum and number of item ``i``'s finite values over all the
+    system's runs (seeds); ``diff_sums``/``diff_sizes`` the same for the paired differences to the
+    anchor. Items are in order of first appearance (run by run, in each run's row order); items
+    without a finite value are left out.
+    """
+
+    sums: np.ndarray
+    sizes: np.ndarray
+    diff_sums: np.ndarray
+    diff_sizes: np.ndarray
     n_not_applicable: int
     n_failed: int
+
+
+def _per_item(codes: np.ndarray, matrix: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per column of ``matrix`` (rows labelled by item ``codes``): ``(sums, sizes)`` per item.
+
+    Items are in order of first appearance in ``codes``; in each column, items with no finite
+    value are dropped. With one row per item the sums are the values themselves, in row order.
+    """
+    k = matrix.shape[1]
+    if not codes.size:
+        return [(np.empty(0), np.empty(0)) for _ in range(k)]
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    m = order.size
+    finite = np.isfinite(matrix)
+    flat = (position[inverse.ravel()][:, None] + m * np.arange(k))[finite]
+    sums = np.bincount(flat, weights=matrix[finite], minlength=m * k).reshape(k, m)
+    sizes = np.bincount(flat, minlength=m * k).reshape(k, m).astype(float)
+    out = []
+    for j in range(k):
+        keep = sizes[j] > 0
+        out.append((sums[j][keep], sizes[j][keep]))
+    return out
 
 
 class _Pairing:
@@ -753,11 +793,16 @@ class _Pairing:
         metric: str,
         outputs: list[str],
     ) -> list[_Pooled]:
-        """Per output of ``metric``: a system's pooled values, paired differences, item errors."""
+        """Per output of ``metric``: a system's values and paired differences per item, item errors.
+
+        Run ``r`` (seed ``s``) of the system is paired item by item with the anchor's seed-``s``
+        run, or with the anchor's per-item mean over its seeds when it has no seed ``s`` (so an
+        anchor with one seed serves every seed of the system).
+        """
         k = len(outputs)
         ref = self.anchor(anchor_system, anchor_runs, metric) if anchor_runs else None
         anchor_cols = [ref.column.get(o, len(ref.column)) for o in outputs] if ref else []
-        values, diffs = [], []
+        values, diffs, codes = [], [], []
         n_na = np.zeros(k, dtype=np.int64)
         n_failed = np.zeros(k, dtype=np.int64)
         for rid, seed in runs:
@@ -772,21 +817,21 @@ class _Pairing:
                 [sc.values[o] if o in sc.values else np.full(n, np.nan) for o in outputs]
             )
             values.append(v)
+            codes.append(self.codes_of[(rid, metric)])
             n_na += present * sc.n_not_applicable
             n_failed += present * sc.n_failed
             if ref is not None:
                 dense = ref.by_seed.get(seed, ref.mean)
-                a = dense[self.codes_of[(rid, metric)]][:, anchor_cols]
+                a = dense[codes[-1]][:, anchor_cols]
                 diffs.append(v - a)
+        all_codes = np.concatenate(codes) if codes else np.empty(0, dtype=np.int64)
         all_v = np.concatenate(values) if values else np.empty((0, k))
-        all_d = np.concatenate(diffs) if diffs else np.empty((0, k))
-        out = []
-        for j in range(k):
-            v, d = all_v[:, j], all_d[:, j]
-            out.append(
-                _Pooled(v[np.isfinite(v)], d[np.isfinite(d)], int(n_na[j]), int(n_failed[j]))
-            )
-        return out
+        all_d = np.concatenate(diffs) if diffs else np.full((all_codes.size, k), np.nan)
+        per_value = _per_item(all_codes, all_v)
+        per_diff = _per_item(all_codes, all_d)
+        return [
+            _Pooled(*per_value[j], *per_diff[j], int(n_na[j]), int(n_failed[j])) for j in range(k)
+        ]
 
 
 def summarise(
@@ -796,7 +841,15 @@ def summarise(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> Summary:
-    """Pooled means, bootstrap intervals, deltas to the anchor, Wilcoxon p-values and ranks."""
+    """Pooled means, bootstrap intervals, deltas to the anchor, Wilcoxon p-values and ranks.
+
+    Intervals resample utterances (item ids) with all their seeds' values (cluster bootstrap);
+    the Wilcoxon test runs on one paired difference per utterance (its mean over seeds); p-values
+    are Holm-adjusted over every comparison in the table (all outputs of all metrics of all
+    systems against their anchor; comparisons without a test, NaN, are not counted) and stars come
+    from the adjusted values. With one seed per system these are the ordinary item-level bootstrap
+    and test.
+    """
     if select not in SELECT_CHOICES:
         raise ConfigError(f"select: expected one of {', '.join(SELECT_CHOICES)}, got {select!r}")
     records = loaded.records
@@ -823,7 +876,7 @@ def summarise(
         ["system", "metric", "output", "output_index", "is_headline", "higher_is_better", "unit"]
         + ["metric_version"]
     ]
-    rows, pooled_cols, diff_cols = [], [], []
+    rows = []
     backbone_of = dict(zip(systems["system"], systems["backbone"]))
     pairing = _Pairing(loaded)
     key_rows = list(keys.itertuples(index=False))
@@ -839,37 +892,48 @@ def summarise(
             where, pairing.pooled(runs_of[system], anchor, anchor_runs, metric, outputs)
         ):
             stats[i] = st
+    value_clusters, diff_clusters, item_diffs = [], [], []
     for k, st in zip(key_rows, stats):
-        pooled, diffs = st.values, st.diffs
-        if not pooled.size:  # no per-utterance rows: fall back on the records' own numbers
+        sums, sizes = st.sums, st.sizes
+        if not sizes.size:  # no per-utterance rows: fall back on the records' own numbers
             recs = records[
                 (records["system"] == k.system)
                 & (records["metric"] == k.metric)
                 & (records["output"] == k.output)
             ]
-            pooled = pd.to_numeric(recs["record_mean"], errors="coerce").dropna().to_numpy()
-        pooled_cols.append(pooled)
-        diff_cols.append(diffs)
+            sums = pd.to_numeric(recs["record_mean"], errors="coerce").dropna().to_numpy()
+            sizes = np.ones(sums.size)
+        value_clusters.append((sums, sizes))
+        diff_clusters.append((st.diff_sums, st.diff_sizes))
+        item_diffs.append(st.diff_sums / st.diff_sizes)
+        n_pairs = float(st.diff_sizes.sum())
         rows.append(
             {
                 **k._asdict(),
-                "mean": float(pooled.mean()) if pooled.size else math.nan,
-                "n": int(pooled.size),
+                "mean": float(sums.sum() / sizes.sum()) if sizes.size else math.nan,
+                "n": int(sizes.sum()),
                 "n_not_applicable": st.n_not_applicable,
                 "n_item_errors": st.n_failed,
-                "delta": float(diffs.mean()) if diffs.size else math.nan,
-                "n_pairs": int(diffs.size),
+                "delta": float(st.diff_sums.sum() / n_pairs) if n_pairs else math.nan,
+                "n_pairs": int(n_pairs),
+                "n_paired_items": int(st.diff_sizes.size),
             }
         )
     boot = Bootstrapper(confidence=confidence, n_resamples=n_resamples, seed=seed)
-    ci_low, ci_high = boot.ci(pooled_cols)
-    d_low, d_high = boot.ci(diff_cols)
-    pvals = paired_wilcoxon_many(diff_cols)
+    ci_low, ci_high = boot.ci_clusters(value_clusters)  # items resampled with all their seeds
+    d_low, d_high = boot.ci_clusters(diff_clusters)
+    p_raw = paired_wilcoxon_many(item_diffs)  # on per-item means over seeds
+    p_holm = holm_adjust(p_raw)  # one family: every comparison of this leaderboard
+    n_comparisons = int(np.isfinite(p_raw).sum())
     table = pd.DataFrame(rows)
     table["ci_low"], table["ci_high"] = ci_low, ci_high
     table["delta_ci_low"], table["delta_ci_high"] = d_low, d_high
-    table["p_value"] = pvals
-    table["stars"] = [stars(p) for p in pvals]
+    table["p_value_raw"] = p_raw
+    table["p_value_holm"] = p_holm
+    table["holm_family_size"] = pd.Series(np.full(len(table), n_comparisons), dtype="Int64").where(
+        np.isfinite(p_raw), pd.NA
+    )
+    table["stars"] = [stars(p) for p in p_holm]
     signed = table["mean"].where(table["higher_is_better"], -table["mean"])
     table["rank"] = (
         signed.groupby([table["metric"], table["output"]])
@@ -939,6 +1003,7 @@ def summarise(
         select=select,
         confidence=confidence,
         notes=notes,
+        n_comparisons=n_comparisons,
     )
 
 
@@ -1087,11 +1152,22 @@ def _per_seed_frame(summary: Summary) -> pd.DataFrame:
 
 def _legend(summary: Summary) -> list[str]:
     pct = int(round(summary.confidence * 100))
+    family = (
+        f"over all {summary.n_comparisons} comparisons of this leaderboard"
+        if summary.n_comparisons
+        else "over the comparisons of this leaderboard (none could be tested here)"
+    )
     return [
-        f"Means with {pct} % bootstrap intervals over utterances (BCa, seeds pooled).",
-        "Δ: mean paired difference to the zero-shot anchor of the same backbone (items paired by "
-        "id and seed); stars from a two-sided Wilcoxon signed-rank test: *** p < 0.001, "
-        "** p < 0.01, * p < 0.05.",
+        f"Means over all utterances and seeds with {pct} % bootstrap intervals (BCa); the "
+        "bootstrap resamples utterances, each with all its seeds.",
+        "Δ: mean paired difference to the zero-shot anchor of the same backbone (same utterance, "
+        "system seed s against anchor seed s; where the anchor lacks seed s, its mean over its "
+        "seeds).",
+        "Stars: two-sided Wilcoxon signed-rank test on the per-utterance mean differences (over "
+        f"seeds), Holm-adjusted for multiple comparisons {family} (every system × metric "
+        "output against its anchor, one family): *** p < 0.001, ** p < 0.01, * p < 0.05 "
+        "(adjusted). "
+        "Raw and adjusted p-values are in leaderboard.csv (p_value_raw, p_value_holm).",
         "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
         f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",
     ]
@@ -1169,7 +1245,10 @@ CSV_COLUMNS = [
     "delta_ci_low",
     "delta_ci_high",
     "n_pairs",
-    "p_value",
+    "n_paired_items",
+    "p_value_raw",
+    "p_value_holm",
+    "holm_family_size",
     "stars",
     "rank",
     "trainable_params",

@@ -3,7 +3,8 @@
 Nothing here trains or scores anything: it writes what the runner would have written for a suite
 of backbone x method x params x data-recipe x seed runs, with per-utterance scores drawn from known
 effects, so leaderboard tests can check that the statistics find them. Used by
-``tests/leaderboard`` and ``benchmarks/perf/test_leaderboard_perf.py``.
+``tests/leaderboard`` and ``benchmarks/perf/test_leaderboard_perf.py``. :func:`write_scored_runs`
+writes runs whose per-utterance values the test gives exactly.
 """
 
 from __future__ import annotations
@@ -342,3 +343,102 @@ def _system_label(plan: dict[str, Any]) -> str:
     if plan["recipe"]:
         label += f" / {plan['recipe']}"
     return label
+
+
+@dataclass
+class ScoredRun:
+    """One finished run whose per-utterance values are given exactly (for statistics tests).
+
+    ``scores`` maps metric -> output -> item id -> value (NaN: the item failed); the first output
+    of a metric is its headline. ``method="zero_shot"`` makes the run the backbone's anchor.
+    """
+
+    method: str
+    seed: int
+    scores: dict[str, dict[str, dict[str, float]]]
+    params: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    higher_is_better: bool = True
+
+
+def write_scored_runs(
+    root: Path, runs: list[ScoredRun], suite: str = "exact", backbone: str = "tiny"
+) -> FakeSuite:
+    """Write ``root/suite/runs/<run_id>/`` (records, scores, ``DONE``) for ``runs`` as given."""
+    out = FakeSuite(root=Path(root), suite=suite)
+    for k, run in enumerate(runs):
+        run_id = f"{run.method}-{k:03d}-s{run.seed}"
+        run_dir = out.suite_dir / "runs" / run_id
+        is_anchor = run.method == "zero_shot"
+        trainable = 0 if is_anchor else 1_000
+        config = {
+            "suite": suite,
+            "suite_version": "1",
+            "backbone": backbone,
+            "backbone_version": "1",
+            "backbone_params": {},
+            "method": run.method,
+            "method_version": "1",
+            "method_params": run.params,
+            "data_recipe": None if is_anchor else run.recipe,
+            "seed": run.seed,
+            "is_anchor": is_anchor,
+        }
+        _write_json(run_dir / "config.json", config)
+        for metric, outputs in run.scores.items():
+            names = list(outputs)
+            items = list(dict.fromkeys(i for values in outputs.values() for i in values))
+            rows = []
+            for item in items:
+                vals = {name: outputs[name].get(item, math.nan) for name in names}
+                failed = all(not math.isfinite(v) for v in vals.values())
+                rows.append(
+                    {
+                        "item": item,
+                        "speaker": "spk0",
+                        "language": "en",
+                        "values": {} if failed else vals,
+                        "error": "audio is silent (peak < 1e-4)" if failed else None,
+                    }
+                )
+            _write_jsonl(run_dir / "scores" / f"{metric}.jsonl", rows)
+            record_outputs = {}
+            for name in names:
+                ok = np.array([v for v in outputs[name].values() if math.isfinite(v)])
+                record_outputs[name] = {
+                    "mean": float(ok.mean()),
+                    "ci_low": float(ok.min()),
+                    "ci_high": float(ok.max()),
+                    "n": int(ok.size),
+                    "higher_is_better": run.higher_is_better,
+                    "range": [None, None],
+                    "unit": "",
+                }
+            _write_json(
+                run_dir / "records" / f"{metric}.json",
+                {
+                    **config,
+                    "schema": SCHEMA_VERSION,
+                    "run_id": run_id,
+                    "metric": metric,
+                    "metric_version": "1",
+                    "metric_params": {},
+                    "headline": names[0],
+                    "outputs": record_outputs,
+                    "n_items": len(items),
+                    "n_errors": sum(1 for r in rows if r["error"]),
+                    "errors": {},
+                    "trainable_params": trainable,
+                    "total_params": 1_000_000,
+                    "adapter_bytes": 2 * trainable,
+                    "status": "ok",
+                    "provenance": {"git_sha": "0" * 40, "device": "cpu"},
+                },
+            )
+            out.n_records += 1
+        _write_json(run_dir / "run.json", {"status": "ok", "run_id": run_id})
+        (run_dir / DONE_MARKER).write_text("", encoding="utf-8")
+        out.run_ids.append(run_id)
+        if is_anchor:
+            out.anchor_run_ids.append(run_id)
+    return out

@@ -110,6 +110,7 @@ def test_pooled_mean_and_wilcoxon_recomputed_independently(built, csv):
     assert sys_runs and set(sys_runs) <= set(runs)
     anchors = {int(r.rsplit("-", 1)[1]): r for r in fake.anchor_run_ids}
     values, a_vals, b_vals = [], [], []
+    per_item: dict[str, list[float]] = {}  # item -> its paired differences, one per seed
     for rid in sys_runs:
         seed = int(rid.rsplit("-", 1)[1])
         s = _scores(fake, rid, "dnsmos", "ovrl")
@@ -119,11 +120,16 @@ def test_pooled_mean_and_wilcoxon_recomputed_independently(built, csv):
             if np.isfinite(v) and np.isfinite(a.get(item, np.nan)):
                 b_vals.append(v)
                 a_vals.append(a[item])
+                per_item.setdefault(item, []).append(v - a[item])
     assert row["mean"] == pytest.approx(np.mean(values))
     assert row["n"] == len(values)
     assert row["delta"] == pytest.approx(np.mean(np.array(b_vals) - np.array(a_vals)))
     assert row["n_pairs"] == len(a_vals)
-    assert row["p_value"] == pytest.approx(scipy_stats.wilcoxon(b_vals, a_vals).pvalue, rel=1e-9)
+    # the test pairs utterances, not utterance x seed rows: one mean difference per item
+    assert row["n_paired_items"] == len(per_item) < len(a_vals)
+    item_means = [np.mean(d) for d in per_item.values()]
+    assert row["p_value_raw"] == pytest.approx(scipy_stats.wilcoxon(item_means).pvalue, rel=1e-9)
+    assert row["p_value_holm"] >= row["p_value_raw"]
     assert row["ci_low"] < row["mean"] < row["ci_high"]
     assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
     assert row["rank"] == 1
