@@ -7,6 +7,7 @@
     ttsadapt leaderboard [--results DIR] [--suite NAME]
     ttsadapt score --manifest M.jsonl --metrics a,b --out OUT.jsonl [--metric-params NAME.KEY=VALUE]
     ttsadapt data inspect --manifest M.jsonl [--out CARD.json]
+    ttsadapt speak --backbone NAME [--param K=V] [--adapter RUN_DIR] (--text T --out F.wav | --manifest M --out DIR)
 
 Exit codes: 0 success; 1 a run failed or a general error; 2 invalid suite/config or usage;
 3 plugin error; 4 data error; 130 interrupted.
@@ -430,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_data_cli(sub)
+    from .speak import add_speak_cli
+
+    add_speak_cli(sub)
     return parser
 
 

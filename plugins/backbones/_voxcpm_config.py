@@ -16,6 +16,8 @@ ARCHITECTURE = "voxcpm2"
 # reference-audio start/end, and 0 pads the text track.
 RESERVED_IDS = 128
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+# config.json key saying what the tokenizer reads ({"input": "characters" | "phonemes"})
+TEXT_KEY = "ttsadapt_text"
 
 
 def _rope(head_dim: int, max_pos: int) -> dict[str, Any]:
@@ -184,6 +186,18 @@ def default_charset() -> list[str]:
     chars += [c for c in string.printable if c not in string.whitespace]
     chars += [chr(i) for i in range(0xA1, 0x180) if chr(i).isprintable()]
     chars += list("‘’“”–—…«»")
+    seen: set[str] = set()
+    return [c for c in chars if not (c in seen or seen.add(c))]
+
+
+def phoneme_charset() -> list[str]:
+    """The character set plus the IPA symbols espeak-ng writes (IPA extensions, spacing modifier
+    letters, combining diacritics, phonetic extensions, the Greek letters IPA borrows)."""
+    chars = default_charset()
+    blocks = [(0x250, 0x2B0), (0x2B0, 0x300), (0x300, 0x370), (0x1D00, 0x1DC0)]
+    for lo, hi in blocks:
+        chars += [chr(i) for i in range(lo, hi)]
+    chars += list("βθχ")
     seen: set[str] = set()
     return [c for c in chars if not (c in seen or seen.add(c))]
 

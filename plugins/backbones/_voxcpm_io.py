@@ -232,7 +232,7 @@ def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The module's weights under upstream names: PEFT's ``base_layer`` folded back, LoRA dropped."""
     out: dict[str, torch.Tensor] = {}
     for key, value in module.state_dict().items():
-        if "lora_" in key:
+        if "lora_" in key or key.startswith("ttsadapt_"):  # adapters; pre-training-only heads
             continue
         out[key.replace(".base_layer.", ".")] = value.detach().contiguous().cpu()
     return out

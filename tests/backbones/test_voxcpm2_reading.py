@@ -1,0 +1,126 @@
+"""The reading levers of the VoxCPM2 reference: phoneme input, the CTC alignment loss, the reading
+corpus' text, and a saved phoneme model that loads back reading phonemes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+torch = pytest.importorskip("torch")
+
+from ttsadapt.data import reading  # noqa: E402
+from ttsadapt.plugins.backbones._voxcpm_io import base_state_dict  # noqa: E402
+from ttsadapt.plugins.backbones.voxcpm2 import VoxCPM2Backbone  # noqa: E402
+from ttsadapt.types import Clip  # noqa: E402
+
+SMALL = {"lm_hidden": 64, "lm_layers": 2, "local_hidden": 64, "head_dim": 32, "fsq_dim": 16}
+
+
+def _clips(tmp_path: Path) -> list[Clip]:
+    from ttsadapt.audio import write_audio
+    from ttsadapt.data.engines import engine_available, synthesize
+
+    if not engine_available("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    texts = ["The cat sat on the mat.", "A dog ran home.", "Good morning to you."]
+    clips = []
+    for i, text in enumerate(texts):
+        audio, sr = synthesize("espeak-ng", "en-us+m1", text)
+        write_audio(tmp_path / f"{i}.wav", audio, sr)
+        clips.append(Clip(str(i), tmp_path / f"{i}.wav", text, "s", "en"))
+    return clips
+
+
+def _loaded(**params) -> VoxCPM2Backbone:
+    backbone = VoxCPM2Backbone(model="tiny", **SMALL, **params)
+    backbone.load("cpu")
+    return backbone
+
+
+def test_phoneme_input_reads_ipa_with_the_tag_as_text():
+    if not __import__("shutil").which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    backbone = _loaded(text_input="phonemes")
+    text = backbone._model_text("The cat sat.", "en")
+    assert text.startswith("[en] ")
+    assert "æ" in text and "cat" not in text
+    unk = backbone.tokenizer.convert_tokens_to_ids("<unk>")
+    assert unk not in backbone._text_ids(text), "an IPA symbol is missing from the charset"
+    # the character model reads the spelling
+    assert "cat" in _loaded()._model_text("The cat sat.", "en")
+
+
+def test_align_loss_is_added_trains_the_lm_and_is_never_saved(tmp_path):
+    backbone = _loaded(text_input="phonemes", align_weight=0.5)
+    batch = backbone.collate(backbone.prepare(_clips(tmp_path)))
+    backbone.module.train()
+    parts = backbone.loss(batch)
+    assert "loss_align" in parts and torch.isfinite(parts["loss_align"])
+    expected = parts["loss_diff"] + parts["loss_stop"] + 0.5 * parts["loss_align"]
+    assert torch.allclose(parts["loss"], expected)
+    parts["loss_align"].backward()
+    lm_grad = backbone.module.base_lm.layers[0].self_attn.q_proj.weight.grad
+    assert lm_grad is not None and lm_grad.abs().sum() > 0, "CTC gradient must reach the LM"
+    assert not any(k.startswith("ttsadapt_") for k in base_state_dict(backbone.module))
+    # evaluation (validation loss) is the plain upstream loss
+    backbone.module.eval()
+    with torch.no_grad():
+        assert "loss_align" not in backbone.loss(batch)
+
+
+def test_align_targets_skip_the_language_tag(tmp_path):
+    """With the tag spoken nowhere, CTC targets are the phonemes only: the loss of a batch must
+    not change when the tag is switched off for the targets' purposes (same ids after the tag)."""
+    backbone = _loaded(text_input="phonemes", align_weight=1.0)
+    clip = _clips(tmp_path)[:1]
+    batch = backbone.collate(backbone.prepare(clip))
+    captured = {}
+    real = torch.nn.functional.ctc_loss
+
+    def spy(log_probs, targets, *args, **kwargs):
+        captured["targets"] = targets.clone()
+        return real(log_probs, targets, *args, **kwargs)
+
+    backbone.module.train()
+    torch.nn.functional.ctc_loss, saved = spy, torch.nn.functional.ctc_loss
+    try:
+        backbone.loss(batch)
+    finally:
+        torch.nn.functional.ctc_loss = saved
+    phonemes = backbone._model_text(clip[0].text, "en").removeprefix("[en] ")
+    assert captured["targets"].tolist() == backbone._text_ids(phonemes)
+
+
+def test_phoneme_model_saves_and_loads_back_as_phonemes(tmp_path):
+    backbone = _loaded(text_input="phonemes", align_weight=0.5)
+    folder = backbone.save_pretrained(tmp_path / "model")
+    again = VoxCPM2Backbone(model=str(folder))
+    again.load("cpu")
+    assert again.phoneme_input
+    assert again._text_ids(again._model_text("Hello.", "en")) == backbone._text_ids(
+        backbone._model_text("Hello.", "en")
+    )
+
+
+def test_reading_sentences_are_clean_and_never_the_projects_own():
+    if not reading.FORTUNE_DIR.is_dir():
+        pytest.skip("Debian fortunes are not installed")
+    sents = reading.sentences()
+    assert len(sents) >= 5000
+    own = reading._project_sentences()
+    assert not own & {reading._norm(s) for s in sents}
+    for s in sents[:500]:
+        assert not any(ch.isdigit() for ch in s)
+        assert 3 <= len(s.split()) <= 14 and len(s) <= 90
+    assert sents == reading.sentences(), "the order must be deterministic"
+    assert all(w.endswith(".") and " " not in w for w in reading.words(sents, 50))
+
+
+def test_reading_voices_leave_out_the_target_voices():
+    assert len(reading.VOICES) >= 8
+    assert not set(reading.VOICES) & set(reading.TARGET_VOICES)
+    assert reading.voice_for("some text") == reading.voice_for("some text")
