@@ -17,7 +17,7 @@ case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM=false
 
-apt_packages=(espeak-ng flite festival festvox-kallpc16k chromium sox pocketsphinx-testdata codec2-examples)
+apt_packages=(espeak-ng flite festival festvox-kallpc16k chromium sox pocketsphinx-testdata codec2-examples fortunes-min fortunes)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
