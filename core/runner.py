@@ -1,6 +1,13 @@
 """The runner: for each planned run, adapt → synthesise the evaluation set → score → records.
 
 Everything a run produces lands in its own folder of the record store (see :mod:`ttsadapt.records`).
+Every clip a run trains, validates or evaluates on passes the full audio check first
+(:data:`ttsadapt.data.manifest.RUN_CHECKS`: decoded, no NaN/inf, not clipped or silent, at least
+0.3 s; measurements cached per file under the cache root). Each clip set aside — by that check, by
+the data recipe's filters, or by the backbone while preparing training examples (a backbone lists
+those in ``prepare_errors`` as ``(clip id, reason)``) — is counted by reason in ``run.json``
+(``data``) and named in the run's ``dropped_clips.jsonl`` (stage, manifest, line, id, path, code,
+reason).
 A run that raises is recorded as failed with its error and traceback; the suite goes on. Re-running
 a suite skips finished runs, retries failed and half-written ones and scores metrics a finished run
 lacks (``--overwrite only-missing``, the default); ``never`` touches no finished run; ``always``
@@ -35,6 +42,8 @@ from .types import Clip, EvalItem, ItemScore, SynthesisRequest
 
 OVERWRITE_MODES = ("never", "only-missing", "always")
 NOT_APPLICABLE = "not applicable"
+DROPPED_CLIPS_FILE = "dropped_clips.jsonl"
+BACKBONE_REJECTED = "backbone_rejected"
 
 
 @dataclass
@@ -101,6 +110,8 @@ class SuiteRunner:
         self.cache_dir = cache_dir if cache_dir is not None else score_cache_dir()
         self._clips: list[Clip] | None = None
         self._quarantine: list[Any] = []
+        self._manifest: Path | None = None
+        self._audio_check: dict[str, Any] | None = None
         self._eval: EvalSet | None = None
         self._eval_by_speakers: dict[tuple[str, ...], EvalSet] = {}
         self._metrics: dict[str, Metric] = {}
@@ -178,8 +189,9 @@ class SuiteRunner:
     # ------------------------------------------------------------------ data
 
     def clips(self) -> list[Clip]:
+        """The suite's clips that pass the full audio check (the rest are in ``_quarantine``)."""
         if self._clips is None:
-            from .data.manifest import load_manifest
+            from .data.manifest import RUN_CHECKS, AudioCheckCache, load_manifest
 
             corpus = self.suite.spec.corpus
             if corpus.manifest:
@@ -188,9 +200,15 @@ class SuiteRunner:
                 from .data.corpus import build_corpus
 
                 manifest = build_corpus(corpus.model_dump(exclude_none=True), self.cache_dir)
-            loaded = load_manifest(manifest)
+            cache = AudioCheckCache()
+            try:
+                loaded = load_manifest(manifest, **RUN_CHECKS, cache=cache)
+            finally:
+                cache.close()
             self._clips = loaded.clips
             self._quarantine = loaded.quarantine
+            self._manifest = manifest
+            self._audio_check = loaded.audio_check
             if not self._clips:
                 raise TTSAdaptError(
                     f"{manifest}: no usable clips ({len(loaded.quarantine)} quarantined)"
@@ -241,7 +259,11 @@ class SuiteRunner:
 
     def training_data(
         self, run: Run, backbone: Backbone, logger: logging.Logger
-    ) -> tuple[TrainingData, dict[str, Any]]:
+    ) -> tuple[TrainingData, dict[str, Any], list[dict[str, Any]]]:
+        """The run's training and validation clips, the recipe report, and a row for each clip
+        set aside (the recipe's filters; clips the recipe brought in from another manifest that
+        fail the audio check)."""
+        from .data.manifest import RUN_CHECKS, AudioCheckCache, check_clips
         from .data.recipes import Recipe, prepare_training_data
 
         eval_split = self.suite.spec.evaluation.split
@@ -252,18 +274,112 @@ class SuiteRunner:
         if callable(token_count):
             context["token_count"] = token_count
         prepared = prepare_training_data(pool, recipe, run.seed, self.registry, context)
+        rows: list[dict[str, Any]] = []
         for clip, reason in prepared.dropped:
             logger.info("dropped %s: %s", clip.id, reason)
-        if not prepared.train:
+            rows.append(_dropped_row("recipe", self._manifest, clip, _code(reason), reason))
+        train, validation = prepared.train, prepared.validation
+        # clips from elsewhere (e.g. a replay manifest) get the same audio check as the suite's
+        checked = {c.audio for c in self.clips()}
+        if any(c.audio not in checked for c in (*train, *validation)):
+            cache = AudioCheckCache()
+            replay_manifest = (
+                recipe.replay.manifest if recipe.replay is not None else None
+            ) or None
+            try:
+                for name in ("train", "validation"):
+                    clips = train if name == "train" else validation
+                    outside = [c for c in clips if c.audio not in checked]
+                    _, bad = check_clips(outside, **RUN_CHECKS, cache=cache)
+                    bad_ids = {q.id for q in bad}
+                    by_id = {c.id: c for c in outside}
+                    for q in bad:
+                        logger.warning("dropped %s (%s clip): %s", q.id, name, q.reason)
+                        row = _dropped_row("check", replay_manifest, by_id[q.id], q.code, q.reason)
+                        row["line"] = q.line or row["line"]
+                        rows.append(row)
+                    clips = [c for c in clips if c.id not in bad_ids]
+                    if name == "train":
+                        train = clips
+                    else:
+                        validation = clips
+            finally:
+                cache.close()
+        reasons = Counter(r["code"] for r in rows)
+        if not train:
             raise TTSAdaptError(
                 f"data recipe {recipe.name!r} left no training clips "
-                f"({len(prepared.dropped)} dropped: {dict(Counter(r for _, r in prepared.dropped))})"
+                f"({len(rows)} dropped: {dict(reasons)})"
             )
         report = dict(prepared.report)
-        report.setdefault("n_train", len(prepared.train))
-        report.setdefault("n_validation", len(prepared.validation))
-        report.setdefault("dropped", dict(Counter(r for _, r in prepared.dropped)))
-        return TrainingData(prepared.train, prepared.validation), report
+        report["n_train"] = len(train)
+        report["n_validation"] = len(validation)
+        report["dropped"] = len(rows)
+        report["dropped_by_reason"] = dict(sorted(reasons.items()))
+        return TrainingData(train, validation), report, rows
+
+    def _backbone_drops(
+        self,
+        backbone: Backbone,
+        data: TrainingData,
+        report: dict[str, Any],
+        logger: logging.Logger,
+    ) -> list[dict[str, Any]]:
+        """Clips the backbone could not turn into training examples (its ``prepare_errors``):
+        logged to ``run.log``, counted in the training report, one row each for the drop file."""
+        errors = getattr(backbone, "prepare_errors", None) or []
+        by_id = {
+            c.id: (c, split)
+            for split, cs in (("train", data.train), ("validation", data.validation))
+            for c in cs
+        }
+        rows, seen = [], set()
+        for clip_id, reason in errors:
+            if clip_id in seen:
+                continue
+            seen.add(clip_id)
+            clip, split = by_id.get(clip_id, (None, None))
+            logger.warning("backbone %s dropped clip %s: %s", backbone.name, clip_id, reason)
+            row = _dropped_row("backbone", self._manifest, clip, BACKBONE_REJECTED, str(reason))
+            row["id"] = clip_id
+            row["split"] = split
+            rows.append(row)
+        if rows:
+            n_train = sum(r["split"] == "train" for r in rows)
+            n_val = sum(r["split"] == "validation" for r in rows)
+            report["n_train"] = report.get("n_train", len(data.train)) - n_train
+            report["n_validation"] = report.get("n_validation", len(data.validation)) - n_val
+            report["dropped"] = int(report.get("dropped") or 0) + len(rows)
+            by_reason = dict(report.get("dropped_by_reason") or {})
+            by_reason[BACKBONE_REJECTED] = by_reason.get(BACKBONE_REJECTED, 0) + len(rows)
+            report["dropped_by_reason"] = dict(sorted(by_reason.items()))
+        return rows
+
+    def _manifest_drops(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "stage": "manifest",
+                "manifest": str(self._manifest) if self._manifest else None,
+                "line": q.line,
+                "id": q.id,
+                "path": q.path,
+                "split": None,
+                "code": q.code,
+                "reason": q.reason,
+            }
+            for q in self._quarantine
+        ]
+
+    def _write_drops(
+        self, run_dir: Path, summary: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> None:
+        """``dropped_clips.jsonl`` and the counts in ``run.json``'s ``data``."""
+        atomic_write_jsonl(run_dir / DROPPED_CLIPS_FILE, rows)
+        data = summary.setdefault("data", {})
+        data["dropped"] = dict(sorted(Counter(r["code"] for r in rows).items()))
+        data["n_dropped"] = len(rows)
+        data["dropped_by_stage"] = dict(sorted(Counter(r["stage"] for r in rows).items()))
+        data["dropped_clips"] = DROPPED_CLIPS_FILE
 
     # ------------------------------------------------------------------ metrics
 
@@ -323,13 +439,18 @@ class SuiteRunner:
             eval_set = self.eval_set_for(run)
             summary["data"] = {
                 "eval_items": len(eval_set.clips),
+                "audio_check": self._audio_check,
                 "quarantined": len(eval_set.quarantine),
-                "quarantine_reasons": dict(Counter(q.reason for q in eval_set.quarantine)),
+                "quarantine_reasons": dict(Counter(q.code for q in eval_set.quarantine)),
             }
+            drops = self._manifest_drops()
+            self._write_drops(run_dir, summary, drops)
             t = time.perf_counter()
             if method.trains:
-                data, report = self.training_data(run, backbone, logger)
+                data, report, recipe_drops = self.training_data(run, backbone, logger)
                 summary["data"]["training"] = report
+                drops += recipe_drops
+                self._write_drops(run_dir, summary, drops)
             else:
                 data = TrainingData([], [])
             ctx = RunContext(
@@ -341,7 +462,12 @@ class SuiteRunner:
                 dev_score=self._dev_scorer(data.validation) if method.trains else None,
                 dev_metric=self.suite.spec.evaluation.dev_metric,
             )
-            result = method.adapt(backbone, data, ctx)
+            try:
+                result = method.adapt(backbone, data, ctx)
+            finally:  # what the backbone set aside is counted even when training fails
+                if method.trains:
+                    drops += self._backbone_drops(backbone, data, report, logger)
+                    self._write_drops(run_dir, summary, drops)
             timings["adapt_s"] = time.perf_counter() - t
             self._save_adapt_result(run_dir, backbone, method, result, logger)
             summary["adapt"] = {
@@ -658,6 +784,27 @@ def build_record(
         "adapter_bytes": adapt.get("adapter_bytes", 0),
         "status": "ok",
         "provenance": prov,
+    }
+
+
+def _code(reason: str) -> str:
+    """The reason code of a filter's reason (``"duration: 0.4 s shorter than …"`` → ``duration``)."""
+    return reason.split(":", 1)[0].strip() if ":" in reason else reason
+
+
+def _dropped_row(
+    stage: str, manifest: Any, clip: Clip | None, code: str, reason: str
+) -> dict[str, Any]:
+    extra = clip.extra if clip is not None else {}
+    return {
+        "stage": stage,
+        "manifest": str(manifest) if manifest else None,
+        "line": extra.get("line"),
+        "id": clip.id if clip is not None else None,
+        "path": str(clip.audio) if clip is not None else None,
+        "split": clip.split if clip is not None else None,
+        "code": code,
+        "reason": reason,
     }
 
 

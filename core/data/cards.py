@@ -35,7 +35,7 @@ from ..errors import ItemError
 from ..records import atomic_write_json, atomic_write_text
 from ..types import Clip, EvalItem
 from .acoustics import EnergyAccumulator, frame_energy_db
-from .manifest import load_manifest
+from .manifest import RUN_CHECKS, AudioCheckCache, load_manifest
 
 ENERGY_STD_GAIN_DB = 13.0
 ENERGY_STD_DEGRADE_DB = 10.0
@@ -334,9 +334,28 @@ def card_markdown(card: dict[str, Any], title: str = "Data card") -> str:
             f"DNS-MOS columns: {sample['clips_scored']} of {sample['clips_total']} clips, "
             f"{sample['rule']}; every other column uses all clips (`--dnsmos-all` scores all)."
         )
+    set_aside = (card.get("quarantine") or {}).get("lines") or []
+    if set_aside:
+        lines += [
+            "",
+            f"## Lines set aside ({len(set_aside)})",
+            "",
+            "Not in the numbers above (the checks every run applies).",
+            "",
+            "| line | id | reason code | reason |",
+            "|---|---|---|---|",
+        ]
+        for q in set_aside:
+            cells = [str(q["line"]), q["id"] if q["id"] is not None else "–", q["code"]]
+            cells.append(q["reason"])
+            lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if card.get("notes"):
         lines += ["", "Notes:", *[f"- {n}" for n in card["notes"][:50]]]
     return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def card_plot(card: dict[str, Any], path: Path) -> None:
@@ -380,23 +399,41 @@ def inspect_manifest(
     registry: Any = None,
     with_wada: bool = True,
     dnsmos_sample: DnsmosSample | None = None,
+    check_audio: str = RUN_CHECKS["check_audio"],
+    duration_window: tuple[float | None, float | None] = RUN_CHECKS["duration_window"],
+    cache: AudioCheckCache | None = None,
 ) -> dict:
     """Write the data card of ``manifest`` to ``out`` (JSON) plus ``.md`` and ``.png`` beside it.
 
-    ``out`` defaults to ``<manifest stem>.card.json`` beside the manifest. Quarantined lines are
-    counted in the card (``quarantine``). DNS-MOS uses ``dnsmos_sample`` (default: up to
-    ``DNSMOS_MAX_CLIPS`` clips / ``DNSMOS_MAX_MINUTES`` min per speaker and language;
+    ``out`` defaults to ``<manifest stem>.card.json`` beside the manifest. The manifest is checked
+    as a run checks it (``check_audio``, ``duration_window``; by default the full decode check
+    with the shortest clip at ``DEFAULT_MIN_DURATION_S``; ``cache`` keeps what decoding measured);
+    lines set aside are left out of the numbers and listed in ``card["quarantine"]["lines"]``
+    (line, id, code, reason, path) and in the Markdown. DNS-MOS uses ``dnsmos_sample`` (default:
+    up to ``DNSMOS_MAX_CLIPS`` clips / ``DNSMOS_MAX_MINUTES`` min per speaker and language;
     ``DnsmosSample(all_clips=True)`` for every clip). Returns the card.
     """
     manifest = Path(manifest)
-    load = load_manifest(manifest, check_audio="header")
+    load = load_manifest(
+        manifest,
+        check_audio=check_audio,
+        duration_window=duration_window,
+        max_clipped_fraction=RUN_CHECKS["max_clipped_fraction"],
+        silence_peak_dbfs=RUN_CHECKS["silence_peak_dbfs"],
+        cache=cache,
+    )
     if registry is None and (with_dnsmos or with_wada):
         from ..registry import build_registry
 
         registry = build_registry()
     card = build_card(load.clips, registry, with_dnsmos, with_wada, dnsmos_sample)
     card["manifest"] = str(manifest)
-    card["quarantine"] = {"count": len(load.quarantine), "by_reason": load.counts()}
+    card["quarantine"] = {
+        "count": len(load.quarantine),
+        "by_reason": load.counts(),
+        "check": load.audio_check,
+        "lines": [q.as_dict() for q in load.quarantine],
+    }
     out = Path(out) if out is not None else manifest.with_name(manifest.stem + ".card.json")
     atomic_write_json(out, card)
     atomic_write_text(out.with_suffix(".md"), card_markdown(card, f"Data card: {manifest.name}"))

@@ -13,12 +13,32 @@ from pathlib import Path
 
 from ..errors import DataError, TTSAdaptError
 from .cards import DNSMOS_MAX_CLIPS, DNSMOS_MAX_MINUTES
+from .manifest import (
+    AUDIO_CHECK_CACHE_FILE,
+    DEFAULT_MAX_CLIPPED_FRACTION,
+    DEFAULT_MIN_DURATION_S,
+    DEFAULT_SILENCE_PEAK_DBFS,
+)
 
 EXIT_CODES = """exit codes:
   0  success
   2  bad arguments or an invalid spec (the field is named)
   4  the manifest or dataset itself cannot be read (DataError)
-  5  `validate` only: some lines were quarantined (the rest are fine; see the report)
+  5  `validate` only: some lines were set aside (each is printed; the rest are fine)
+"""
+
+CHECKS = f"""checks (by default the ones every run applies to the clips it trains, validates and
+evaluates on):
+  every line: JSON, required fields, id unique, text non-empty, language tag, path stays inside
+  header: the file (and its speaker_prompt / reference_audio) exists, opens, is not cut short
+    or empty; the clip lasts at least --min-duration (default {DEFAULT_MIN_DURATION_S:g} s)
+    and at most --max-duration
+  full (default): every file is decoded; NaN/inf samples, more than
+    {DEFAULT_MAX_CLIPPED_FRACTION:.0%} of samples at full scale (clipping) and silence (all zero,
+    or the peak below {DEFAULT_SILENCE_PEAK_DBFS:g} dBFS) set a line aside. What a decode measured
+    is cached per file (path, size, modification time) in
+    $TTSADAPT_CACHE/{AUDIO_CHECK_CACHE_FILE} (default ~/.cache/ttsadapt), so checking again
+    decodes only files that changed.
 """
 
 
@@ -36,6 +56,59 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--check",
+        choices=("none", "header", "full"),
+        default="full",
+        help="full (default): decode every file and check its samples; header: file headers "
+        "only (faster, misses NaN/clipped/silent audio); none: open no file",
+    )
+    p.add_argument(
+        "--min-duration",
+        type=_non_negative_float,
+        default=DEFAULT_MIN_DURATION_S,
+        metavar="S",
+        help="shortest usable clip in seconds (default %(default)s; 0 turns it off)",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="longest usable clip in seconds (default: no limit)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="decode every file even when the audio check cache knows it",
+    )
+
+
+def _check_kwargs(args: argparse.Namespace) -> dict:
+    from .manifest import AudioCheckCache
+
+    return {
+        "check_audio": args.check,
+        "duration_window": (args.min_duration or None, args.max_duration),
+        "cache": None if args.no_cache else AudioCheckCache(),
+    }
+
+
+def _print_set_aside(manifest: str, quarantine: list) -> None:
+    """One line per broken manifest line: where, which clip, why."""
+    for q in quarantine:
+        clip = q.id if q.id is not None else "(no id)"
+        print(f"{manifest}:{q.line}: {clip}: [{q.code}] {q.reason}")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .cards import DnsmosSample, inspect_manifest
 
@@ -51,6 +124,7 @@ def _inspect(args: argparse.Namespace) -> int:
         with_dnsmos=not args.no_dnsmos,
         with_wada=not args.no_wada,
         dnsmos_sample=sample,
+        **_check_kwargs(args),
     )
     from .cards import card_markdown
 
@@ -59,8 +133,8 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"wrote {files['json']}, {files['md']}, {files['png']}", file=sys.stderr)
     if card["quarantine"]["count"]:
         print(
-            f"{card['quarantine']['count']} line(s) quarantined: {card['quarantine']['by_reason']} "
-            f"(run `ttsadapt data validate` for the lines)",
+            f"{card['quarantine']['count']} line(s) set aside, not in the card's numbers: "
+            f"{card['quarantine']['by_reason']} (each is listed under 'Lines set aside')",
             file=sys.stderr,
         )
     return 0
@@ -69,16 +143,19 @@ def _inspect(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
 
-    window = (args.min_duration, args.max_duration)
     langs = set(args.languages.split(",")) if args.languages else None
-    load = load_manifest(
-        Path(args.manifest), check_audio=args.check, duration_window=window, languages=langs
-    )
-    for q in load.quarantine:
-        print(f"{args.manifest}:{q.line}: [{q.code}] {q.reason}")
+    load = load_manifest(Path(args.manifest), languages=langs, **_check_kwargs(args))
+    _print_set_aside(args.manifest, load.quarantine)
     if args.quarantine:
         load.write_quarantine(Path(args.quarantine))
     print(json.dumps(load.report(), indent=2), file=sys.stderr)
+    if load.quarantine:
+        print(
+            f"{len(load.quarantine)} of {load.lines} line(s) set aside "
+            f"({', '.join(f'{k}: {v}' for k, v in load.counts().items())}); "
+            f"{len(load.clips)} usable",
+            file=sys.stderr,
+        )
     return 5 if load.quarantine else 0
 
 
@@ -166,11 +243,13 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="write a data card (JSON, Markdown, PNG) per speaker and language",
         description="Per speaker and language: hours, clips, duration, words, frame energy "
         "(mean/std dB), DNS-MOS, WADA-SNR and the predicted adaptation risk "
-        "(energy std >= 13 dB low, < 10 dB high).",
-        epilog=EXIT_CODES,
+        "(energy std >= 13 dB low, < 10 dB high). Lines the checks set aside are listed (line, "
+        "id, reason) in the output and the card, and left out of its numbers.",
+        epilog=CHECKS + "\n" + EXIT_CODES,
         formatter_class=fmt,
     )
     p.add_argument("--manifest", required=True, help="JSON Lines manifest")
+    _add_check_options(p)
     p.add_argument(
         "--out", help="card JSON path (default: <manifest>.card.json); .md/.png beside it"
     )
@@ -204,19 +283,14 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
     p = sub.add_parser(
         "validate",
-        help="check every manifest line; print quarantined lines with reasons",
-        epilog=EXIT_CODES,
+        help="check every manifest line; name each line set aside (line, id, reason)",
+        description="Checks every line as a run would and prints one line per broken manifest "
+        "line: MANIFEST:LINE: ID: [reason code] reason. Exits 5 when any line was set aside.",
+        epilog=CHECKS + "\n" + EXIT_CODES,
         formatter_class=fmt,
     )
     p.add_argument("--manifest", required=True)
-    p.add_argument(
-        "--check",
-        choices=("none", "header", "full"),
-        default="header",
-        help="header: file headers only (fast); full: decode and check samples",
-    )
-    p.add_argument("--min-duration", type=float, default=None, help="seconds")
-    p.add_argument("--max-duration", type=float, default=None, help="seconds")
+    _add_check_options(p)
     p.add_argument("--languages", help="comma-separated allowed language tags")
     p.add_argument("--quarantine", help="write the quarantine report here (JSON Lines)")
     p.set_defaults(func=_guard(_validate))

@@ -37,18 +37,32 @@ duration_mismatch        the line's ``duration`` disagrees with the file (> 10 %
 duration_out_of_window   the duration lies outside ``duration_window``               header
 nan_inf                  samples are NaN or infinite                                  full
 clipping                 more than ``max_clipped_fraction`` of samples at full scale   full
-silent                   every sample is zero                                         full
+silent                   every sample is zero, or the peak is below ``silence_peak_dbfs``  full
 =======================  ===========================================================  ==========
 
-``check_audio`` is ``"none"`` (no file is opened), ``"header"`` (default: headers only — fast,
-10,000 lines in well under 10 s) or ``"full"`` (every file decoded and its samples checked).
+``check_audio`` is ``"none"`` (no file is opened), ``"header"`` (the library default: headers
+only — fast, 10,000 lines in well under 10 s) or ``"full"`` (every file decoded and its samples
+checked; so are a clip's prompt and reference recordings). Runs and the ``ttsadapt data``
+commands use ``"full"`` with :data:`DEFAULT_MIN_DURATION_S` as the shortest usable clip (see
+:data:`RUN_CHECKS`).
+
+The full check decodes each file once: what it measured (samples decoded, NaN/inf count, share of
+full-scale samples, peak) is kept in an :class:`AudioCheckCache` (SQLite under the cache root,
+``$TTSADAPT_CACHE/audio_checks.sqlite``) keyed by the file's resolved path, size and modification
+time, so a re-run decodes only files that changed. The thresholds are applied to the stored
+measurements, so changing a threshold needs no new decode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import os
+import sqlite3
 import struct
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -134,7 +148,20 @@ _SPLIT_ALIASES = {
     "test": "eval",
 }
 DEFAULT_MAX_CLIPPED_FRACTION = 0.01
+DEFAULT_MIN_DURATION_S = 0.3  # shorter clips hold too little speech to train or score on
+DEFAULT_SILENCE_PEAK_DBFS = -60.0  # a clip whose loudest sample is quieter holds no speech
 DURATION_TOLERANCE = 0.10  # relative; and at least 0.1 s
+AUDIO_CHECK_VERSION = 1  # bump when what the full check measures changes (misses old cache rows)
+AUDIO_CHECK_CACHE_FILE = "audio_checks.sqlite"
+RUN_CHECKS: dict[str, Any] = {
+    "check_audio": "full",
+    "duration_window": (DEFAULT_MIN_DURATION_S, None),
+    "max_clipped_fraction": DEFAULT_MAX_CLIPPED_FRACTION,
+    "silence_peak_dbfs": DEFAULT_SILENCE_PEAK_DBFS,
+}
+"""The checks every clip a run trains, validates or evaluates on passes (and the data commands'
+defaults): full decode, at least :data:`DEFAULT_MIN_DURATION_S` seconds."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -166,6 +193,7 @@ class ManifestLoad:
     path: Path
     lines: int = 0  # non-empty lines read
     check_audio: str = "header"
+    audio_check: dict[str, Any] | None = None  # settings + files decoded / taken from the cache
 
     def counts(self) -> dict[str, int]:
         """Quarantined lines by reason code."""
@@ -181,6 +209,7 @@ class ManifestLoad:
             "quarantined": len(self.quarantine),
             "quarantine_by_reason": self.counts(),
             "hours": round(sum(c.duration_s or 0.0 for c in self.clips) / 3600.0, 6),
+            **({"audio_check": self.audio_check} if self.audio_check else {}),
         }
 
     def write_quarantine(self, path: Path) -> None:
@@ -269,19 +298,151 @@ def read_audio_header(path: Path) -> AudioHeader:
     return header
 
 
-def check_samples(
-    audio: np.ndarray, path: Path, max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION
-) -> None:
-    """Raise ``_LineProblem`` when decoded samples are unusable (NaN/inf, clipped, silent)."""
-    if audio.size == 0:
-        raise _LineProblem("zero_length", f"audio decodes to no samples: {path}", str(path))
-    finite = np.isfinite(audio)
-    if not finite.all():
-        bad = int(audio.size - np.count_nonzero(finite))
-        raise _LineProblem(
-            "nan_inf", f"{bad} of {audio.size} samples are NaN or infinite: {path}", str(path)
+class AudioCheckCache:
+    """What the full check measured per audio file, keyed by (resolved path, size, mtime).
+
+    One SQLite file (WAL mode: concurrent runs may share it; each flush is one transaction).
+    A file that changes (new size or modification time) misses and is decoded again. When the
+    cache cannot be opened or written (read-only disk, a damaged file) the check still runs,
+    decoding every file, and one warning says why.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            from ..paths import cache_root
+
+            path = cache_root() / AUDIO_CHECK_CACHE_FILE
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, str, str, float]] = []
+        self._failed = False
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._failed:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(str(self.path), timeout=60.0)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS checks (key TEXT PRIMARY KEY, path TEXT, "
+                    "payload TEXT NOT NULL, created REAL)"
+                )
+                db.commit()
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                self._disable(exc)
+        return self._db
+
+    def _disable(self, exc: Exception) -> None:
+        self._failed = True
+        self._db = None
+        log.warning(
+            "audio check cache %s is unusable (%s); every file is decoded without it",
+            self.path,
+            exc,
         )
-    frac = clipped_fraction(audio)
+
+    @staticmethod
+    def key(path: Path, st: os.stat_result) -> str:
+        ident = f"v{AUDIO_CHECK_VERSION}|{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+        return hashlib.sha256(ident.encode()).hexdigest()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        db = self._connect()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT payload FROM checks WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._disable(exc)
+            return None
+        if row is None:
+            for k, _, payload, _ in self._pending:
+                if k == key:
+                    return json.loads(payload)
+            return None
+        return json.loads(row[0])
+
+    def put(self, key: str, path: Path, measured: dict[str, Any]) -> None:
+        if self._failed:
+            return
+        self._pending.append((key, str(path), json.dumps(measured), time.time()))
+        if len(self._pending) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        db = self._connect()
+        if db is None or not self._pending:
+            self._pending.clear()
+            return
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?)", self._pending)
+        except sqlite3.Error as exc:
+            self._disable(exc)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def measure_samples(audio: np.ndarray) -> dict[str, Any]:
+    """What the full check needs from decoded samples (channels last): counts, clipping, peak."""
+    audio = np.asarray(audio, dtype=np.float32)
+    frames = int(audio.shape[0]) if audio.ndim else 0
+    finite = np.isfinite(audio)
+    nonfinite = int(audio.size - np.count_nonzero(finite))
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio.reshape(-1)
+    if nonfinite:
+        mono = mono[np.isfinite(mono)]
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    return {
+        "frames": frames,
+        "samples": int(audio.size),
+        "nonfinite": nonfinite,
+        "clipped_fraction": clipped_fraction(mono) if mono.size else 0.0,
+        "peak": peak,
+    }
+
+
+def judge_samples(
+    measured: dict[str, Any],
+    path: Path,
+    max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION,
+    silence_peak_dbfs: float | None = DEFAULT_SILENCE_PEAK_DBFS,
+    header_frames: int | None = None,
+    header_format: str = "WAV",
+) -> None:
+    """Raise ``_LineProblem`` when measured samples are unusable: the file decodes short of its
+    header, or the samples are NaN/inf, clipped, all zero or below ``silence_peak_dbfs``."""
+    if measured.get("decode_error"):
+        raise _LineProblem(
+            "unreadable_audio", f"cannot decode {path}: {measured['decode_error']}", str(path)
+        )
+    got = int(measured["frames"])
+    if header_frames is not None:
+        # compressed formats may declare an approximate length; allow a little slack
+        lossless = ("WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC")
+        slack = 0 if header_format in lossless else 2048
+        if got + slack < header_frames:
+            raise _LineProblem(
+                "truncated_audio",
+                f"{path}: decoded {got} samples, header declares {header_frames} (file cut short)",
+                str(path),
+            )
+    if measured["samples"] == 0:
+        raise _LineProblem("zero_length", f"audio decodes to no samples: {path}", str(path))
+    if measured["nonfinite"]:
+        raise _LineProblem(
+            "nan_inf",
+            f"{measured['nonfinite']} of {measured['samples']} samples are NaN or infinite: {path}",
+            str(path),
+        )
+    frac = float(measured["clipped_fraction"])
     if frac > max_clipped_fraction:
         raise _LineProblem(
             "clipping",
@@ -289,11 +450,29 @@ def check_samples(
             f"(allowed {max_clipped_fraction:.1%}): {path}",
             str(path),
         )
-    if not np.any(audio):
+    peak = float(measured["peak"])
+    if peak == 0.0:
         raise _LineProblem("silent", f"every sample is zero: {path}", str(path))
+    if silence_peak_dbfs is not None and 20.0 * math.log10(peak) < silence_peak_dbfs:
+        raise _LineProblem(
+            "silent",
+            f"near-silent: peak level {20.0 * math.log10(peak):.1f} dBFS is below "
+            f"{silence_peak_dbfs:g} dBFS: {path}",
+            str(path),
+        )
 
 
-def _decode_full(path: Path, header: AudioHeader, max_clipped_fraction: float) -> None:
+def check_samples(
+    audio: np.ndarray,
+    path: Path,
+    max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION,
+    silence_peak_dbfs: float | None = DEFAULT_SILENCE_PEAK_DBFS,
+) -> None:
+    """Raise ``_LineProblem`` when decoded samples are unusable (NaN/inf, clipped, silent)."""
+    judge_samples(measure_samples(audio), path, max_clipped_fraction, silence_peak_dbfs)
+
+
+def _decode_and_measure(path: Path) -> dict[str, Any]:
     try:
         audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001
@@ -301,20 +480,64 @@ def _decode_full(path: Path, header: AudioHeader, max_clipped_fraction: float) -
             audio, _ = load_audio(path)
         except ItemError:
             msg = str(exc).split("\n")[0]
-            raise _LineProblem(
-                "unreadable_audio", f"cannot decode {path}: {msg}", str(path)
-            ) from None
-    got = audio.shape[0]
-    # compressed formats may declare an approximate length; allow a little slack
-    slack = 0 if header.format in ("WAV", "WAVEX", "RF64", "W64", "AIFF", "FLAC") else 2048
-    if got + slack < header.frames:
-        raise _LineProblem(
-            "truncated_audio",
-            f"{path}: decoded {got} samples, header declares {header.frames} (file cut short)",
-            str(path),
-        )
-    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
-    check_samples(mono, path, max_clipped_fraction)
+            return {"decode_error": msg}
+    return measure_samples(audio)
+
+
+@dataclass
+class _CheckSettings:
+    check_audio: str
+    duration_window: tuple[float | None, float | None]
+    max_clipped_fraction: float
+    silence_peak_dbfs: float | None
+    cache: AudioCheckCache | None
+    decoded: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        lo, hi = self.duration_window
+        return {
+            "mode": self.check_audio,
+            "min_duration_s": lo,
+            "max_duration_s": hi,
+            "max_clipped_fraction": self.max_clipped_fraction,
+            "silence_peak_dbfs": self.silence_peak_dbfs,
+            "files_decoded": self.decoded,
+            "files_from_cache": self.cached,
+            "cache": str(self.cache.path) if self.cache is not None else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _full_check(path: Path, header: AudioHeader, settings: _CheckSettings) -> None:
+    """Decode ``path`` (or take its measurements from the cache) and judge the samples."""
+    t0 = time.perf_counter()
+    measured = None
+    key = None
+    if settings.cache is not None:
+        try:
+            key = AudioCheckCache.key(path, path.stat())
+        except OSError:
+            key = None
+        if key is not None:
+            measured = settings.cache.get(key)
+    if measured is None:
+        measured = _decode_and_measure(path)
+        settings.decoded += 1
+        if key is not None and settings.cache is not None:
+            settings.cache.put(key, path, measured)
+    else:
+        settings.cached += 1
+    settings.seconds += time.perf_counter() - t0
+    judge_samples(
+        measured,
+        path,
+        settings.max_clipped_fraction,
+        settings.silence_peak_dbfs,
+        header.frames,
+        header.format,
+    )
 
 
 # --------------------------------------------------------------------------- lines
@@ -407,14 +630,19 @@ def _parse_line(
     )
 
 
-def _check_clip_audio(
-    clip: Clip,
-    check_audio: str,
-    duration_window: tuple[float | None, float | None],
-    max_clipped_fraction: float,
-) -> None:
-    if check_audio == "none":
-        lo, hi = duration_window
+def _companion_audio(clip: Clip) -> list[tuple[str, Path]]:
+    """Other recordings a clip brings along (voice prompt, intrusive reference), by field."""
+    found: list[tuple[str, Path]] = []
+    for name in ("speaker_prompt", "ref_audio", "reference_audio"):
+        value = getattr(clip, name, None)
+        if isinstance(value, Path) and value not in [p for _, p in found]:
+            found.append((name, value))
+    return found
+
+
+def _check_clip_audio(clip: Clip, settings: _CheckSettings) -> None:
+    lo, hi = settings.duration_window
+    if settings.check_audio == "none":
         if clip.duration_s is not None:
             _check_window(clip.duration_s, lo, hi, clip.audio)
         return
@@ -430,25 +658,51 @@ def _check_clip_audio(
             )
     clip.duration_s = actual
     clip.extra.setdefault("sample_rate", header.sample_rate)
-    for key in ("speaker_prompt", "reference_audio"):
-        other = getattr(clip, key)
-        if other is not None and not other.is_file():
-            raise _LineProblem("missing_file", f"{key} file not found: {other}", str(other))
-    lo, hi = duration_window
+    companions = []
+    for name, extra_path in _companion_audio(clip):
+        try:
+            companions.append((name, extra_path, read_audio_header(extra_path)))
+        except _LineProblem as problem:
+            raise _LineProblem(problem.code, f"{name}: {problem.reason}", problem.path) from None
     _check_window(actual, lo, hi, clip.audio)
-    if check_audio == "full":
-        _decode_full(clip.audio, header, max_clipped_fraction)
+    if settings.check_audio == "full":
+        _full_check(clip.audio, header, settings)
+        for name, extra_path, extra_header in companions:
+            try:
+                _full_check(extra_path, extra_header, settings)
+            except _LineProblem as problem:
+                raise _LineProblem(
+                    problem.code, f"{name}: {problem.reason}", problem.path
+                ) from None
 
 
 def _check_window(duration: float, lo: float | None, hi: float | None, path: Path) -> None:
-    if (lo is not None and duration < lo) or (hi is not None and duration > hi):
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
+    if lo is not None and duration < lo:
         raise _LineProblem(
             "duration_out_of_window",
-            f"duration {duration:.3f} s outside the window [{lo_s}, {hi_s}] s",
+            f"too short: {duration:.3f} s, the minimum is {lo:g} s: {path}",
             str(path),
         )
+    if hi is not None and duration > hi:
+        raise _LineProblem(
+            "duration_out_of_window",
+            f"too long: {duration:.3f} s, the maximum is {hi:g} s: {path}",
+            str(path),
+        )
+
+
+def _settings(
+    check_audio: str,
+    duration_window: tuple[float | None, float | None],
+    max_clipped_fraction: float,
+    silence_peak_dbfs: float | None,
+    cache: AudioCheckCache | None,
+) -> _CheckSettings:
+    if check_audio not in CHECK_AUDIO_MODES:
+        raise ValueError(f"check_audio must be one of {CHECK_AUDIO_MODES}, got {check_audio!r}")
+    return _CheckSettings(
+        check_audio, tuple(duration_window), max_clipped_fraction, silence_peak_dbfs, cache
+    )
 
 
 def load_manifest(
@@ -459,20 +713,28 @@ def load_manifest(
     languages: set[str] | None = None,
     require_text: bool = True,
     max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION,
+    silence_peak_dbfs: float | None = DEFAULT_SILENCE_PEAK_DBFS,
+    cache: AudioCheckCache | None = None,
 ) -> ManifestLoad:
     """Load and validate a JSON Lines manifest.
 
     :param path: the manifest; relative audio paths are relative to its folder.
-    :param check_audio: ``"none"``, ``"header"`` (default) or ``"full"`` (see the module doc).
+    :param check_audio: ``"none"``, ``"header"`` (default) or ``"full"`` (see the module doc;
+        runs and the data commands use ``"full"``: ``load_manifest(path, **RUN_CHECKS)``).
     :param duration_window: ``(min_s, max_s)``; either may be ``None``.
     :param languages: when given, the only language tags allowed (a tag's primary subtag counts).
     :param require_text: set ``False`` for reference recordings without transcripts.
     :param max_clipped_fraction: in ``"full"`` mode, the share of full-scale samples tolerated.
+    :param silence_peak_dbfs: in ``"full"`` mode, a clip whose peak is quieter is ``silent``
+        (``None``: only all-zero clips are).
+    :param cache: in ``"full"`` mode, where decoded files' measurements are kept (``None``:
+        decode every file); see :class:`AudioCheckCache`.
     :raises DataError: only when the manifest file itself is missing or unreadable.
     """
     path = Path(path)
-    if check_audio not in CHECK_AUDIO_MODES:
-        raise ValueError(f"check_audio must be one of {CHECK_AUDIO_MODES}, got {check_audio!r}")
+    settings = _settings(
+        check_audio, duration_window, max_clipped_fraction, silence_peak_dbfs, cache
+    )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -485,61 +747,104 @@ def load_manifest(
     quarantine: list[QuarantineEntry] = []
     first_line: dict[str, int] = {}
     n_lines = 0
-    for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
-        if not raw_line.strip():
-            continue
-        n_lines += 1
-        clip_id: str | None = None
-        audio_field: str | None = None
-        try:
+    try:
+        for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
+            if not raw_line.strip():
+                continue
+            n_lines += 1
+            clip_id: str | None = None
+            audio_field: str | None = None
             try:
-                text_line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _LineProblem(
-                    "not_utf8",
-                    f"line is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
-                    f"{exc.start + 1}); save the manifest as UTF-8",
-                ) from None
-            if lineno == 1:
-                text_line = text_line.lstrip("\ufeff")
-            try:
-                obj = json.loads(text_line)
-            except json.JSONDecodeError as exc:
-                raise _LineProblem(
-                    "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
-                ) from None
-            if isinstance(obj, dict):
-                cid = obj.get("id")
-                clip_id = str(cid) if cid is not None else None
-                af = obj.get("audio")
-                audio_field = af if isinstance(af, str) else None
                 try:
-                    obj, _ = rename_deprecated_keys(obj, DEPRECATED_KEYS, path, lineno)
-                except ValueError as exc:
-                    raise _LineProblem("bad_field", str(exc)) from None
-            clip = _parse_line(obj, base, base_norm, require_text, languages)
-            clip_id = clip.id
-            if clip.id in first_line:
-                raise _LineProblem(
-                    "duplicate_id",
-                    f"duplicate id {clip.id!r} (first used on line {first_line[clip.id]})",
+                    text_line = raw_line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _LineProblem(
+                        "not_utf8",
+                        f"line is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
+                        f"{exc.start + 1}); save the manifest as UTF-8",
+                    ) from None
+                if lineno == 1:
+                    text_line = text_line.lstrip("\ufeff")
+                try:
+                    obj = json.loads(text_line)
+                except json.JSONDecodeError as exc:
+                    raise _LineProblem(
+                        "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
+                    ) from None
+                if isinstance(obj, dict):
+                    cid = obj.get("id")
+                    clip_id = str(cid) if cid is not None else None
+                    af = obj.get("audio")
+                    audio_field = af if isinstance(af, str) else None
+                    try:
+                        obj, _ = rename_deprecated_keys(obj, DEPRECATED_KEYS, path, lineno)
+                    except ValueError as exc:
+                        raise _LineProblem("bad_field", str(exc)) from None
+                clip = _parse_line(obj, base, base_norm, require_text, languages)
+                clip_id = clip.id
+                if clip.id in first_line:
+                    raise _LineProblem(
+                        "duplicate_id",
+                        f"duplicate id {clip.id!r} (first used on line {first_line[clip.id]})",
+                    )
+                first_line[clip.id] = lineno
+                _check_clip_audio(clip, settings)
+            except _LineProblem as problem:
+                quarantine.append(
+                    QuarantineEntry(
+                        line=lineno,
+                        id=clip_id,
+                        reason=problem.reason,
+                        path=problem.path or audio_field,
+                        code=problem.code,
+                    )
                 )
-            first_line[clip.id] = lineno
-            _check_clip_audio(clip, check_audio, duration_window, max_clipped_fraction)
-        except _LineProblem as problem:
-            quarantine.append(
-                QuarantineEntry(
-                    line=lineno,
-                    id=clip_id,
-                    reason=problem.reason,
-                    path=problem.path or audio_field,
-                    code=problem.code,
+                continue
+            clip.extra["line"] = lineno
+            clips.append(clip)
+    finally:
+        if cache is not None:
+            cache.flush()
+    return ManifestLoad(clips, quarantine, path, n_lines, check_audio, settings.describe())
+
+
+def check_clips(
+    clips: Sequence[Clip],
+    *,
+    check_audio: str = "full",
+    duration_window: tuple[float | None, float | None] = (DEFAULT_MIN_DURATION_S, None),
+    max_clipped_fraction: float = DEFAULT_MAX_CLIPPED_FRACTION,
+    silence_peak_dbfs: float | None = DEFAULT_SILENCE_PEAK_DBFS,
+    cache: AudioCheckCache | None = None,
+) -> tuple[list[Clip], list[QuarantineEntry]]:
+    """The audio checks of :func:`load_manifest` on clips already in memory (e.g. clips a recipe
+    brought in from another manifest). Returns the usable clips and, for the rest, entries with
+    the clip's manifest line (``extra["line"]``, 0 when unknown), id, path and reason."""
+    settings = _settings(
+        check_audio, duration_window, max_clipped_fraction, silence_peak_dbfs, cache
+    )
+    kept: list[Clip] = []
+    rejected: list[QuarantineEntry] = []
+    try:
+        for clip in clips:
+            try:
+                _check_clip_audio(clip, settings)
+            except _LineProblem as problem:
+                rejected.append(
+                    QuarantineEntry(
+                        line=int(clip.extra.get("line") or 0),
+                        id=clip.id,
+                        reason=problem.reason,
+                        path=problem.path or str(clip.audio),
+                        code=problem.code,
+                    )
                 )
-            )
-            continue
-        clip.extra["line"] = lineno
-        clips.append(clip)
-    return ManifestLoad(clips, quarantine, path, n_lines, check_audio)
+                continue
+            kept.append(clip)
+    finally:
+        if cache is not None:
+            cache.flush()
+    return kept, rejected
 
 
 # --------------------------------------------------------------------------- reading & writing
@@ -616,6 +921,10 @@ def summarize_clips(clips: Sequence[Clip]) -> dict[str, Any]:
 
 __all__ = [
     "CHECK_AUDIO_MODES",
+    "DEFAULT_MIN_DURATION_S",
+    "RUN_CHECKS",
+    "AudioCheckCache",
+    "check_clips",
     "DEPRECATED_KEYS",
     "SPLITS",
     "ManifestKeyWarning",

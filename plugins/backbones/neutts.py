@@ -304,7 +304,9 @@ class NeuTTS(Backbone):
         return codes
 
     def prepare(self, clips: Sequence[Clip]) -> list[dict[str, Any]]:
-        """Token ids and the label start of each clip; bad clips are skipped with a reason.
+        """Token ids and the label start of each clip; a clip that cannot be used is left out and
+        listed in ``prepare_errors`` as ``(clip id, reason)`` (the runner counts these in the run
+        summary and names them in ``dropped_clips.jsonl``).
 
         With ``codec = "mel_vq"`` and no codebook yet, the codebook is fitted here on the clips'
         audio first (the first ``prepare`` is the training split's)."""

@@ -86,7 +86,9 @@ class VoxCPM2Backbone(Backbone):
         self.config: dict[str, Any] = {}
         self.device = "cpu"
         self.sample_rate = 16000
-        self.last_prepare_errors: list[tuple[str, str]] = []
+        self.last_prepare_errors: list[tuple[str, str]] = []  # of the latest prepare call
+        # every clip any prepare call set aside, as (clip id, reason): the runner counts these
+        self.prepare_errors: list[tuple[str, str]] = []
         self.last_synthesis_notes: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ loading
@@ -259,8 +261,10 @@ class VoxCPM2Backbone(Backbone):
 
     def prepare(self, clips: Sequence[Clip]) -> list[Any]:
         """Encode each clip (text ids with its language tag, codec latents, reference latents when
-        the clip has ``ref_audio``). A clip that cannot be read is skipped and listed in
-        ``last_prepare_errors`` as ``(clip id, reason)``."""
+        the clip has ``ref_audio``). A clip that cannot be used is left out and listed as
+        ``(clip id, reason)`` in ``last_prepare_errors`` (this call) and ``prepare_errors`` (every
+        call: the runner counts them in the run summary and names them in
+        ``dropped_clips.jsonl``)."""
         import torch
 
         from ._voxcpm_data import VoxCPMExample
@@ -281,6 +285,7 @@ class VoxCPM2Backbone(Backbone):
                 )
             except (ItemError, ValueError, OSError) as exc:
                 self.last_prepare_errors.append((clip.id, str(exc)))
+                self.prepare_errors.append((clip.id, str(exc)))
                 log.warning("voxcpm2: skipping clip %s: %s", clip.id, exc)
         if clips and not examples:
             raise DataError(

@@ -254,3 +254,116 @@ def test_runs_can_be_evaluated_on_their_recipe_speakers(tmp_path, manifest, regi
     assert "double_nudge" in board and "anchor" in board
     # system labels name the swept parameter only; the CSV keeps every parameter
     assert "double_nudge (target_gain=0.5) / spk-a" in board and "steps=" not in board
+
+
+# --------------------------------------------------------------------------- clips set aside
+
+NEUTTS_SUITE = """name = "drops"
+version = "1"
+anchor = "zero_shot"
+seeds = [0]
+
+[corpus]
+manifest = "{manifest}"
+
+[[data]]
+name = "spk-a"
+speakers = ["a"]
+
+[evaluation]
+split = "eval"
+max_items = 2
+
+[[backbones]]
+name = "neutts"
+params = {{ model = "tiny", codec = "mel_vq", mel_vq_codes = 32, codebook_size = 64, min_new_tokens = 5, max_length = 96 }}
+
+[[methods]]
+name = "zero_shot"
+
+[[methods]]
+name = "lora"
+params = {{ scope = "lm", rank = 2, max_steps = 2, warmup_steps = 1, batch_size = 2, grad_accum = 1, val_every = 2, save_every = 2 }}
+
+[[metrics]]
+name = "double_rms"
+"""
+
+
+def _add_lines(manifest: Path, rows: list[dict]) -> dict[str, int]:
+    """Append manifest lines; returns each new id's 1-based line number."""
+    before = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(before + [json.dumps(r) for r in rows]) + "\n")
+    return {r["id"]: len(before) + i + 1 for i, r in enumerate(rows)}
+
+
+def test_broken_training_clips_are_set_aside_counted_and_named(tmp_path, registry, monkeypatch):
+    """A NaN clip and a 40 ms clip in the training data: the run trains on the rest, and run.json,
+    dropped_clips.jsonl and run.log say which clips were left out and why — including the clip
+    the backbone itself could not use (pre-encoded codes outside its codebook)."""
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.setenv("TTSADAPT_CACHE", str(tmp_path / "cache"))
+    manifest = make_corpus(tmp_path / "corpus", n_train=4, n_eval=2)
+    wavs = tmp_path / "corpus" / "wavs"
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32)
+    nan = tone.copy()
+    nan[8000:8010] = np.nan
+    sf.write(wavs / "a-nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(wavs / "a-blip.wav", tone[:640], 16000, subtype="PCM_16")  # 40 ms
+    sf.write(wavs / "a-codes.wav", tone, 16000, subtype="PCM_16")
+    common = {"text": "alpha bravo", "speaker": "a", "language": "en", "split": "train"}
+    lines = _add_lines(
+        manifest,
+        [
+            {"id": "a-nan", "audio": "wavs/a-nan.wav", **common},
+            {"id": "a-blip", "audio": "wavs/a-blip.wav", **common},
+            {"id": "a-codes", "audio": "wavs/a-codes.wav", "codes": [70, 71, 72], **common},
+        ],
+    )
+    path = tmp_path / "drops.toml"
+    path.write_text(NEUTTS_SUITE.format(manifest=manifest))
+    suite, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 2}, [o.error for o in summary.outcomes]
+
+    lora = next(r for r in suite.runs if not r.is_anchor)
+    run_dir = tmp_path / "res" / "drops" / "runs" / lora.run_id
+    rows = [json.loads(x) for x in (run_dir / "dropped_clips.jsonl").read_text().splitlines()]
+    named = {r["id"]: r for r in rows}
+    assert set(named) == {"a-nan", "a-blip", "a-codes"}
+    assert named["a-nan"]["code"] == "nan_inf" and named["a-nan"]["stage"] == "manifest"
+    assert named["a-nan"]["line"] == lines["a-nan"]
+    assert named["a-nan"]["path"].endswith("a-nan.wav") and "NaN" in named["a-nan"]["reason"]
+    assert named["a-blip"]["code"] == "duration_out_of_window"
+    assert named["a-blip"]["line"] == lines["a-blip"] and "0.040 s" in named["a-blip"]["reason"]
+    assert named["a-codes"]["stage"] == "backbone" and named["a-codes"]["code"] == (
+        "backbone_rejected"
+    )
+    assert named["a-codes"]["line"] == lines["a-codes"] and named["a-codes"]["split"] == "train"
+    assert "outside 0..63" in named["a-codes"]["reason"]
+
+    info = json.loads((run_dir / "run.json").read_text())
+    data = info["data"]
+    assert data["dropped"] == {"backbone_rejected": 1, "duration_out_of_window": 1, "nan_inf": 1}
+    assert data["n_dropped"] == 3 and data["dropped_clips"] == "dropped_clips.jsonl"
+    assert data["quarantine_reasons"] == {"duration_out_of_window": 1, "nan_inf": 1}
+    assert data["audio_check"]["mode"] == "full" and data["audio_check"]["min_duration_s"] == 0.3
+    # the training count is what was trained on: 4 good clips + the codes clip, less that one
+    training = data["training"]
+    assert training["n_train"] == 4 == info["adapt"]["stats"]["n_train_examples"]
+    assert training["dropped_by_reason"] == {"backbone_rejected": 1}
+    log = (run_dir / "run.log").read_text()
+    assert "dropped clip a-codes" in log and "outside 0..63" in log
+
+    anchor = next(r for r in suite.runs if r.is_anchor)
+    anchor_rows = (tmp_path / "res/drops/runs" / anchor.run_id / "dropped_clips.jsonl").read_text()
+    assert {json.loads(x)["id"] for x in anchor_rows.splitlines()} == {"a-nan", "a-blip"}
+
+    # a second process decodes nothing: the checks come from the per-file cache
+    again = SuiteRunner(load_suite(path, registry), registry, results=tmp_path / "res")
+    ids = {c.id for c in again.clips()}
+    assert "a-codes" in ids and not ids & {"a-nan", "a-blip"}
+    check = again._audio_check
+    assert check["files_decoded"] == 0 and check["files_from_cache"] == 2 * (4 + 2 + 2) + 2

@@ -26,6 +26,12 @@ def speechlike_fixture():
     return speechlike
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_root(tmp_path_factory, monkeypatch):
+    """Each test keeps its audio check cache (and anything else under the cache root) apart."""
+    monkeypatch.setenv("TTSADAPT_CACHE", str(tmp_path_factory.mktemp("cache-root")))
+
+
 @pytest.fixture
 def make_wav(tmp_path: Path):
     def _make(rel: str, seconds: float = 1.5, sr: int = 16000, **kw) -> Path:
