@@ -29,7 +29,9 @@ A record (``records/<metric>.json``) holds::
     trainable_params, total_params, adapter_bytes, status, provenance
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a killed
-process leaves either the old file or the new one, never half of one.
+process leaves either the old file or the new one, never half of one. Files and folders get the
+modes a plain ``open``/``mkdir`` would (``0o666``/``0o777`` less the umask), not the owner-only
+0600/0700 of ``mkstemp``/``mkdtemp``, so a colleague or a web server can read the results.
 """
 
 from __future__ import annotations
@@ -47,6 +49,35 @@ SCHEMA_VERSION = 1
 DONE_MARKER = "DONE"
 
 
+def _umask() -> int:
+    """The process umask: from ``/proc/self/status`` on Linux (no side effect, thread-safe), else
+    read by setting it and restoring it at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: ``0o666 & ~umask``.
+
+    ``tempfile.mkstemp`` creates its file with mode 0600 whatever the umask, so a file written
+    atomically would be readable by its owner only; the atomic writers set this mode instead.
+    """
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` would give a new folder: ``0o777 & ~umask`` (mkdtemp makes 0700)."""
+    return 0o777 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +86,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), file_mode())  # mkstemp made it 0600
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -87,6 +119,7 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp made it 0700
         yield tmp
         if folder.exists():
             shutil.rmtree(folder)
