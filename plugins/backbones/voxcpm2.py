@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ttsadapt.components import Backbone, Params
 from ttsadapt.errors import ConfigError, DataError, ItemError
@@ -55,7 +56,13 @@ class VoxCPM2Params(Params):
     n_mels: int = 80
     context_length: int = 2048
     init_seed: int = 0
+    # what the tokenizer reads: "auto" = what the model folder says (a tiny model: characters);
+    # "phonemes" = espeak-ng IPA (nearly one symbol per sound; the language tag stays as text)
+    text_input: Literal["auto", "characters", "phonemes"] = "auto"
     # loss
+    # auxiliary CTC loss from the LM's states at audio positions to the text tokens — a
+    # pre-training lever that makes the text-to-audio alignment learnable sooner (0 = off)
+    align_weight: float = Field(0.0, ge=0.0)
     lambda_diff: float = 1.0
     lambda_stop: float = 1.0
     use_reference_audio: bool = True
@@ -120,15 +127,17 @@ class VoxCPM2Backbone(Backbone):
     def load(self, device: str = "cpu") -> None:
         """Build the tiny model, or load a hub id / local folder. ``device='meta'`` builds the
         architecture without weights (parameter counting)."""
-        from ._voxcpm_config import build_char_tokenizer
+        from ._voxcpm_config import TEXT_KEY, build_char_tokenizer, phoneme_charset
         from ._voxcpm_io import build_model, load_folder, make_codec, resolve_model_path
 
         p = self.params
         self.device = device
         if p.model in ("tiny", "full-size"):
             if p.model == "tiny":
-                self.tokenizer = build_char_tokenizer()
+                phonemes = p.text_input == "phonemes"
+                self.tokenizer = build_char_tokenizer(phoneme_charset() if phonemes else None)
                 self.config = self._tiny_config()
+                self.config[TEXT_KEY] = {"input": "phonemes" if phonemes else "characters"}
             else:
                 from ._voxcpm_config import full_config
 
@@ -158,6 +167,34 @@ class VoxCPM2Backbone(Backbone):
             if name.startswith("audio_vae."):
                 param.requires_grad_(False)
         self.sample_rate = int(self.module.sample_rate)
+        saved = self.config.get(TEXT_KEY, {}).get("input", "characters")
+        if p.text_input != "auto" and p.text_input != saved and p.model != "tiny":
+            raise ConfigError(
+                f"backbone voxcpm2: text_input='{p.text_input}' but model '{p.model}' reads "
+                f"{saved}; use text_input='auto'"
+            )
+        self.phoneme_input = saved == "phonemes"
+        if p.align_weight > 0 and device != "meta":
+            self._attach_align_head()
+
+    def _attach_align_head(self) -> None:
+        """The pre-training-only CTC head (``ttsadapt_align_head``, never saved with the model)
+        and a hook that keeps the base LM's last output for :meth:`loss`."""
+        import torch
+
+        module = self.module
+        hidden = module.config.lm_config.hidden_size
+        vocab = len(self.tokenizer.vocab)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.params.init_seed + 1)
+            module.ttsadapt_align_head = torch.nn.Linear(hidden, vocab).to(self.device)
+        self._lm_out: Any = None
+
+        def keep(_mod: Any, _args: Any, output: Any) -> None:
+            if module.training:
+                self._lm_out = output[0] if isinstance(output, tuple) else output
+
+        module.base_lm.register_forward_hook(keep)
 
     def _require_loaded(self) -> Any:
         if self.module is None:
@@ -227,11 +264,23 @@ class VoxCPM2Backbone(Backbone):
             return f"[{language}] {text}"
         return text
 
+    def _model_text(self, text: str, language: str | None) -> str:
+        """What the tokenizer reads: the tagged text, or the tagged espeak-ng phonemes."""
+        text = " ".join(text.split())
+        if getattr(self, "phoneme_input", False) and text:
+            from ._neutts_phonemes import phonemize
+
+            try:
+                text = phonemize(text, language or "en")
+            except ItemError as exc:
+                raise ItemError(f"voxcpm2 phoneme input: {exc}") from exc
+        return self._tagged(text, language)
+
     def _text_ids(self, text: str) -> list[int]:
         return list(self._require_loaded().text_tokenizer(text))
 
     def token_count(self, text: str) -> int:
-        return len(self._text_ids(" ".join(text.split())))
+        return len(self._text_ids(self._model_text(text, None)))
 
     # ------------------------------------------------------------------ training
     def _encode_audio(self, audio: np.ndarray, pad_left: bool = False) -> Any:
@@ -273,13 +322,13 @@ class VoxCPM2Backbone(Backbone):
         self.last_prepare_errors = []
         for clip in clips:
             try:
-                ids = self._text_ids(self._tagged(clip.text, clip.language))
+                ids = self._text_ids(self._model_text(clip.text, clip.language))
                 if not ids:
                     raise ItemError("empty transcript")
                 feats = self._encode_audio(self._load_clip_audio(clip.audio))
                 ref = None
-                if self.params.use_reference_audio and clip.ref_audio is not None:
-                    ref = self._encode_audio(self._load_clip_audio(clip.ref_audio))
+                if self.params.use_reference_audio and clip.speaker_prompt is not None:
+                    ref = self._encode_audio(self._load_clip_audio(clip.speaker_prompt))
                 examples.append(
                     VoxCPMExample(clip.id, torch.tensor(ids, dtype=torch.long), feats, ref)
                 )
@@ -314,7 +363,64 @@ class VoxCPM2Backbone(Backbone):
         )
         diff, stop = out["loss/diff"], out["loss/stop"]
         total = self.params.lambda_diff * diff + self.params.lambda_stop * stop
-        return {"loss": total, "loss_diff": diff, "loss_stop": stop}
+        parts = {"loss": total, "loss_diff": diff, "loss_stop": stop}
+        if self.params.align_weight > 0 and module.training and self._lm_out is not None:
+            align = self._align_loss(batch, self._lm_out)
+            parts["loss"] = total + self.params.align_weight * align
+            parts["loss_align"] = align
+            self._lm_out = None
+        return parts
+
+    def _align_loss(self, batch: dict[str, Any], lm_out: Any) -> Any:
+        """CTC from the LM state that conditions each target patch (the output one position
+        earlier, as the DiT sees it) to the text tokens after the language tag: the LM must know
+        which sound it is at, which is the alignment a small TTS otherwise learns last."""
+        import torch
+
+        from ._voxcpm_data import AUDIO_START, REF_END
+
+        tokens = batch["text_tokens"].long()
+        text_mask = batch["text_mask"].bool()
+        loss_mask = batch["loss_mask"].bool()
+        prev = torch.cat([torch.zeros_like(lm_out[:, :1]), lm_out[:, :-1]], dim=1)
+        logp = self.module.ttsadapt_align_head(prev.float()).log_softmax(-1)
+        tag_end = self._tag_end_id()
+        inputs, in_lens, targets, tgt_lens = [], [], [], []
+        for b in range(tokens.shape[0]):
+            row = tokens[b]
+            start = int((row == AUDIO_START).nonzero()[0, 0])
+            ref = (row[:start] == REF_END).nonzero()
+            first = int(ref[-1, 0]) + 1 if len(ref) else 0
+            text = row[first:start][text_mask[b, first:start]]
+            if tag_end is not None:
+                ends = (text == tag_end).nonzero()
+                if len(ends):
+                    text = text[int(ends[0, 0]) + 2 :]  # "] " closes the tag
+            frames = logp[b][loss_mask[b]]
+            if len(text) == 0 or len(frames) == 0:
+                continue
+            inputs.append(frames)
+            in_lens.append(len(frames))
+            targets.append(text)
+            tgt_lens.append(len(text))
+        if not inputs:
+            return lm_out.sum() * 0.0
+        padded = torch.nn.utils.rnn.pad_sequence(inputs)  # [T, B, V]
+        return torch.nn.functional.ctc_loss(
+            padded,
+            torch.cat(targets),
+            torch.tensor(in_lens),
+            torch.tensor(tgt_lens),
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    def _tag_end_id(self) -> int | None:
+        if not self.params.language_tags:
+            return None
+        ids = self._text_ids("]")
+        return ids[0] if len(ids) == 1 else None
 
     # ------------------------------------------------------------------ synthesis
     def _request_mode(self, req: SynthesisRequest, mode: str) -> str:
@@ -383,10 +489,12 @@ class VoxCPM2Backbone(Backbone):
                         kwargs["prompt_wav_path"] = kwargs.get("reference_wav_path") or (
                             self._write_prompt(req, Path(tmp))
                         )
-                        kwargs["prompt_text"] = self._tagged(req.prompt_text or "", req.language)
+                        kwargs["prompt_text"] = self._model_text(
+                            req.prompt_text or "", req.language
+                        )
                         kwargs["prompt_text"] += " "
                     else:
-                        target = self._tagged(target, req.language)
+                        target = self._model_text(target, req.language)
                     wav = module.generate(
                         target_text=target,
                         min_len=s.min_len,
