@@ -367,3 +367,23 @@ def test_broken_training_clips_are_set_aside_counted_and_named(tmp_path, registr
     assert "a-codes" in ids and not ids & {"a-nan", "a-blip"}
     check = again._audio_check
     assert check["files_decoded"] == 0 and check["files_from_cache"] == 2 * (4 + 2 + 2) + 2
+
+
+def test_pesq_reference_is_the_clips_own_recording_not_its_speaker_prompt(tmp_path):
+    """A clip's speaker prompt is another utterance: scoring PESQ/STOI against it is wrong."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ttsadapt.audio import write_audio
+    from ttsadapt.runner import SuiteRunner
+    from ttsadapt.types import Clip
+
+    own, prompt = tmp_path / "own.wav", tmp_path / "prompt.wav"
+    write_audio(own, np.full(1600, 0.1, dtype=np.float32), 16000)
+    write_audio(prompt, np.full(3200, 0.2, dtype=np.float32), 16000)
+    clip = Clip("c", own, "text", "s", "en", speaker_prompt=prompt)
+    item = SuiteRunner._eval_item(
+        None, clip, SimpleNamespace(prompts={}), np.zeros(10, np.float32), 16000
+    )
+    assert len(item.reference_audio) == 1600
