@@ -94,6 +94,15 @@ class Metric(Component):
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
         raise NotImplementedError
 
+    def model_provenance(self) -> dict[str, Any]:
+        """What the numbers come from beyond ``version`` and ``params``: ``{"packages":
+        {distribution: version}, "files": {name: sha256}}`` for the packages that ship the
+        metric's models and code and its weight files (more keys allowed, JSON-able). Stored in
+        every record and part of the score cache key, so a new wheel or weight file misses old
+        cached scores. Called before ``setup``; must not load models and should be cheap when
+        called again (cache it). Default: nothing beyond the metric's own code."""
+        return {"packages": {}, "files": {}}
+
     @classmethod
     def headline(cls) -> MetricOutput:
         return cls.outputs[0]

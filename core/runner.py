@@ -773,6 +773,8 @@ def build_record(
         "metric": metric.name,
         "metric_version": metric.version,
         "metric_params": metric_spec["params"],
+        # packages and weight-file hashes of the metric's models (also in its score cache key)
+        "metric_provenance": metric.model_provenance(),
         "headline": metric.headline().name,
         "outputs": outputs,
         "n_items": len(scores),

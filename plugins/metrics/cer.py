@@ -1,10 +1,19 @@
 """CER and WER through a real ASR model (Whisper), aligned with jiwer.
 
 Each item is transcribed in its own language (``EvalItem.language``, primary subtag passed to
-Whisper), both texts are normalised language-aware (:mod:`._textnorm`), and jiwer aligns them.
-``cer`` is the headline for every language (it is the meaningful one for languages written without
-spaces between words, and for Korean); ``wer`` is recorded beside it. ``extra`` carries the
-transcript, both normalised texts and which of the two rates is primary for the language.
+Whisper) with deterministic decoding (one temperature, no sampling fallback: see :mod:`._asr`),
+both texts are normalised (:mod:`._textnorm`: Whisper's English normaliser for English,
+language-aware otherwise), and jiwer aligns them.
+
+Outputs: ``cer`` (headline) is the CER capped at 1 per item, ``cer_raw`` the uncapped CER, ``wer``
+the (uncapped) WER. The cap keeps one hallucinated transcript (a repetition loop can score CER 5)
+from outweighing dozens of good items in a mean: an item counts at most as "every character
+wrong". Version 1 reported the uncapped CER as ``cer``.
+CER is the headline for every language (it is the meaningful one for languages written without
+spaces between words, and for Korean). ``extra`` carries the transcript, both normalised texts,
+which rate is primary for the language, and Whisper's hallucination signals (highest compression
+ratio, mean log-probability, highest no-speech probability, and whether Whisper's own thresholds
+flag the transcript).
 
 Backends (``backend``/``model``):
 - ``faster-whisper`` + ``base`` (default): Whisper base multilingual, assembled from the
@@ -18,15 +27,18 @@ Rates are errors / reference length, so they can exceed 1 when the ASR inserts w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
-from . import _asr
+from . import _asr, _provenance
 from ._common import prepare_audio, score_each
 from ._textnorm import headline_rate, normalize, primary_language
 
@@ -49,19 +61,21 @@ def error_rates(reference: str, hypothesis: str, language: str) -> dict[str, flo
         raise ItemError("empty reference text: nothing is left after normalisation")
     cer = float(jiwer.cer(ref, hyp)) if hyp else 1.0
     wer = float(jiwer.wer(ref, hyp)) if hyp else 1.0
-    return {"cer": cer, "wer": wer}
+    return {"cer": min(cer, 1.0), "cer_raw": cer, "wer": wer}
 
 
 class CER(Metric):
     name = "cer"
-    version = "1"
+    version = "2"  # 2: deterministic decoding, Whisper's English normaliser, cer capped at 1
     description = (
         "Character and word error rate of a Whisper transcript against the item's text "
-        "(language-aware normalisation, jiwer alignment); lower is better."
+        "(deterministic decoding; Whisper's English normaliser, language-aware otherwise; jiwer "
+        "alignment); headline CER capped at 1 per item; lower is better."
     )
     outputs = (
-        MetricOutput("cer", False, (0.0, 1.0), "", "character error rate (may exceed 1)"),
-        MetricOutput("wer", False, (0.0, 1.0), "", "word error rate (may exceed 1)"),
+        MetricOutput("cer", False, (0.0, 1.0), "", "character error rate, capped at 1 per item"),
+        MetricOutput("cer_raw", False, (0.0, math.inf), "", "character error rate (may exceed 1)"),
+        MetricOutput("wer", False, (0.0, math.inf), "", "word error rate (may exceed 1)"),
     )
     needs_text = True
     sample_rate = SAMPLE_RATE
@@ -70,14 +84,27 @@ class CER(Metric):
         backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
         model: str = "base"
         compute_type: str = "int8"  # faster-whisper only
-        beam_size: int = 1  # 1 = greedy decoding (fast); Whisper's own default is 5
+        # 1 = greedy decoding (fast); Whisper's own default is 5. Either way one temperature (0):
+        # no sampling, so the same audio always gives the same transcript.
+        beam_size: int = Field(1, ge=1)
 
     def setup(self) -> None:
         p = self.params
         self._transcribe = _asr.make_transcriber(p.backend, p.model, p.compute_type, p.beam_size)
         self._english_only = _asr.is_english_only(p.model)
+        _provenance.forget(self)  # a hub model may have just been downloaded: hash its files
 
-    def transcribe(self, item: EvalItem) -> str:
+    def model_provenance(self) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            prov = _asr.model_provenance(self.params.backend, self.params.model)
+            # text normalisation and alignment change the numbers as much as the model does
+            prov["packages"].update(_provenance.package_versions("jiwer", "whisper-normalizer"))
+            prov["packages"] = dict(sorted(prov["packages"].items()))
+            return prov
+
+        return _provenance.cached(self, compute)
+
+    def transcribe(self, item: EvalItem) -> _asr.Transcript:
         if not hasattr(self, "_transcribe"):
             self.setup()
         lang = primary_language(item.language)
@@ -95,7 +122,8 @@ class CER(Metric):
         def one(item: EvalItem) -> ItemScore:
             if not item.text or not item.text.strip():
                 raise ItemError("missing text: the item has no reference text to compare with")
-            hyp = self.transcribe(item)
+            transcript = self.transcribe(item)
+            hyp = transcript.text
             values = error_rates(item.text, hyp, item.language)
             return ItemScore(
                 id=item.id,
@@ -105,6 +133,7 @@ class CER(Metric):
                     "reference_normalized": normalize(item.text, item.language),
                     "transcript_normalized": normalize(hyp, item.language),
                     "primary_rate": headline_rate(item.language),
+                    **transcript.signals(),
                 },
             )
 

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
-from . import _dnsmos_shared
+from . import _dnsmos_shared, _provenance
 from ._common import ort_options, prepare_audio, torch_threads
 
 SAMPLE_RATE = 16000
@@ -55,13 +55,17 @@ def _model_path(variant: str) -> Path:
     return Path(str(resources.files("speechmos") / folder / "sig_bak_ovr.onnx"))
 
 
+def _p808_path() -> Path:
+    return Path(str(resources.files("speechmos") / "dnsmos_models" / "model_v8.onnx"))
+
+
 @functools.lru_cache(maxsize=2)
 def _sessions(variant: str):
     """Load the two ONNX sessions once per process (shared by every DNSMOS instance)."""
     import onnxruntime as ort
 
     opts = ort_options()
-    p808_path = Path(str(resources.files("speechmos") / "dnsmos_models" / "model_v8.onnx"))
+    p808_path = _p808_path()
     main = ort.InferenceSession(str(_model_path(variant)), opts, providers=["CPUExecutionProvider"])
     p808 = ort.InferenceSession(str(p808_path), opts, providers=["CPUExecutionProvider"])
     return main, p808
@@ -182,6 +186,19 @@ class DNSMOS(Metric):
     # the cache key): compute the 8 s shared by consecutive windows once (needs ``onnx``; see
     # ``_dnsmos_shared``). False runs every window through the whole model, as the reference does.
     share_overlap: bool = True
+
+    def model_provenance(self) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            main = _model_path(self.params.variant)
+            return _provenance.provenance(
+                _provenance.package_versions("speechmos", "onnxruntime"),
+                {
+                    f"speechmos/{main.parent.name}/{main.name}": _provenance.file_sha256(main),
+                    "speechmos/dnsmos_models/model_v8.onnx": _provenance.file_sha256(_p808_path()),
+                },
+            )
+
+        return _provenance.cached(self, compute)
 
     def setup(self) -> None:
         self._main, self._p808 = _sessions(self.params.variant)

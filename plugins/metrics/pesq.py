@@ -7,13 +7,14 @@ reference recording are recorded as not applicable, never as a score of zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
+from . import _provenance
 from ._common import NOT_APPLICABLE_NO_REFERENCE, prepare_audio, score_each
 
 RATE = {"wb": 16000, "nb": 8000}
@@ -42,6 +43,11 @@ class PESQ(Metric):
 
     class Params(Params):
         mode: Literal["wb", "nb"] = "wb"
+
+    def model_provenance(self) -> dict[str, Any]:
+        return _provenance.cached(
+            self, lambda: _provenance.provenance(_provenance.package_versions("pesq"), {})
+        )
 
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
         from pesq import PesqError, pesq

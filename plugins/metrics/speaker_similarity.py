@@ -22,7 +22,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
+from . import _provenance
 from ._common import cache_root, prepare_audio, score_each, torch_thread_limit
 
 SAMPLE_RATE = 16000
@@ -42,6 +43,10 @@ def _resemblyzer_encoder(weights: str | None):
     from resemblyzer import VoiceEncoder
 
     return VoiceEncoder("cpu", verbose=False, weights_fpath=weights)
+
+
+def _ecapa_savedir(source: str) -> Path:
+    return cache_root() / "speechbrain" / source.replace("/", "--")
 
 
 @functools.lru_cache(maxsize=2)
@@ -57,10 +62,7 @@ def _ecapa_encoder(source: str):
                 "(or use backend='resemblyzer', which works offline)"
             ) from exc
     local = Path(source).expanduser()
-    if local.is_dir():
-        savedir = local
-    else:
-        savedir = cache_root() / "speechbrain" / source.replace("/", "--")
+    savedir = local if local.is_dir() else _ecapa_savedir(source)
     return EncoderClassifier.from_hparams(
         source=str(local if local.is_dir() else source),
         savedir=str(savedir),
@@ -94,12 +96,37 @@ class SpeakerSimilarity(Metric):
     # stays out of the cache key): resemblyzer partials per LSTM call, across clips.
     partials_batch: int = 64
 
+    def model_provenance(self) -> dict[str, Any]:
+        def compute() -> dict[str, Any]:
+            if self.params.backend == "resemblyzer":
+                packages = _provenance.package_versions("resemblyzer", "webrtcvad", "torch")
+                if self.params.model:
+                    weights = Path(self.params.model).expanduser()
+                    source = str(weights.resolve())
+                else:
+                    weights = _provenance.package_file("resemblyzer", "pretrained.pt")
+                    source = "resemblyzer/pretrained.pt"
+                files = (
+                    {weights.name: _provenance.file_sha256(weights)} if weights.is_file() else {}
+                )
+                return _provenance.provenance(packages, files, source=source)
+            packages = _provenance.package_versions("speechbrain", "torch", "torchaudio")
+            source = self.params.model or ECAPA_DEFAULT
+            local = Path(source).expanduser()
+            # a hub model's files land in our savedir once fetched (see _ecapa_encoder)
+            folder = local if local.is_dir() else _ecapa_savedir(source)
+            files = _provenance.folder_sha256(folder) if folder.is_dir() else {}
+            return _provenance.provenance(packages, files, source=source)
+
+        return _provenance.cached(self, compute)
+
     def setup(self) -> None:
         if self.params.backend == "resemblyzer":
             self._encoder = _resemblyzer_encoder(self.params.model)
         else:
             os.environ.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
             self._encoder = _ecapa_encoder(self.params.model or ECAPA_DEFAULT)
+            _provenance.forget(self)  # the hub model may have just been downloaded
 
     def embed(self, audio: np.ndarray, sample_rate: int, what: str = "audio") -> np.ndarray:
         """Unit-length speaker embedding of one clip (validated and resampled to 16 kHz)."""

@@ -8,11 +8,13 @@ Items without a reference recording are recorded as not applicable.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
+from . import _provenance
 from ._common import score_each
 from .pesq import reference_pair
 
@@ -29,6 +31,11 @@ class STOI(Metric):
 
     class Params(Params):
         extended: bool = False  # ESTOI (Jensen & Taal 2016) instead of STOI
+
+    def model_provenance(self) -> dict[str, Any]:
+        return _provenance.cached(
+            self, lambda: _provenance.provenance(_provenance.package_versions("pystoi"), {})
+        )
 
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
         from pystoi import stoi

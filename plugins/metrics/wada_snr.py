@@ -22,6 +22,7 @@ import functools
 import json
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import EvalItem, ItemScore
 
+from . import _provenance
 from ._common import prepare_audio, score_each
 
 TABLE_FILE = "wada_snr_table.json"
@@ -102,6 +104,12 @@ class WadaSNR(Metric):
 
     def setup(self) -> None:
         load_table()
+
+    def model_provenance(self) -> dict[str, Any]:
+        table = _provenance.package_file(__package__, TABLE_FILE)
+        return _provenance.cached(
+            self, lambda: _provenance.provenance({}, {TABLE_FILE: _provenance.file_sha256(table)})
+        )
 
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
         return score_each(
