@@ -640,7 +640,7 @@ class SuiteRunner:
             language=clip.language,
             speaker=clip.speaker,
         )
-        reference = clip.ref_audio or clip.audio
+        reference = clip.reference_audio or clip.audio  # the recording of this utterance
         try:
             item.reference_audio, item.reference_sample_rate = load_audio(reference)
         except ItemError:
