@@ -2,7 +2,11 @@
 
 User control: ``TTSADAPT_DISABLE_PLUGIN_AUTOLOAD=1`` stops entry-point autoload (built-ins stay),
 ``-p no:NAME`` (``disabled=[NAME]``) blocks a plugin by name, ``-p MODULE`` loads a module as a
-plugin. A plugin that fails to import is a :class:`PluginError` naming it, never a quiet log line.
+plugin. A plugin that fails to import is a :class:`PluginError` naming it, never a quiet log line;
+only ``ttsadapt plugins`` (``tolerate_broken=True``) goes on and lists it as broken with its error.
+A module given with ``-p`` that is already loaded (an installed entry point, a built-in) is loaded
+once, with a warning; a disabled plugin's name and source are kept, so asking for one of its
+components can say that it is disabled (see :meth:`ttsadapt.registry.Registry.get`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -32,6 +37,27 @@ class PluginInfo:
     origin: str  # "builtin", "entrypoint" or "cli"
     distribution: str
     version: str
+    error: str | None = None  # why it could not be used (only with ``tolerate_broken``)
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class DisabledPlugin:
+    """A plugin blocked by ``-p no:NAME``: where it would have come from (never imported here)."""
+
+    name: str
+    source: str  # module name, or an entry point's ``module:attr`` value
+    origin: str  # "builtin", "entrypoint" or "cli"
+    entry_point: importlib_metadata.EntryPoint | None = None
+
+    def load(self):
+        """Import the plugin object (only to say which components it would provide)."""
+        if self.entry_point is not None:
+            return self.entry_point.load()
+        return importlib.import_module(self.source)
 
 
 def short_name(module_name: str) -> str:
@@ -54,12 +80,17 @@ def create_plugin_manager(
     disabled: Iterable[str] = (),
     extra_modules: Iterable[str] = (),
     autoload: bool | None = None,
+    tolerate_broken: bool = False,
 ) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """Return the plugin manager and a description of every plugin registered.
 
     :param disabled: plugin names to block (``-p no:NAME``).
     :param extra_modules: modules to load as plugins (``-p MODULE``).
     :param autoload: load entry points; default: unless ``TTSADAPT_DISABLE_PLUGIN_AUTOLOAD`` is set.
+    :param tolerate_broken: a plugin that fails to import is listed (``PluginInfo.error``) instead
+        of raising :class:`PluginError`; for ``ttsadapt plugins`` only.
+
+    The blocked plugins' sources are on ``pm.ttsadapt_disabled`` (name -> :class:`DisabledPlugin`).
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -67,12 +98,63 @@ def create_plugin_manager(
     for name in disabled:
         pm.set_blocked(name)
     infos: list[PluginInfo] = []
+    blocked: dict[str, DisabledPlugin] = {}
+    pm.ttsadapt_disabled = blocked  # type: ignore[attr-defined]
+
+    def register(plugin, name: str, info: PluginInfo) -> None:
+        other = pm.get_name(plugin)
+        if other is not None:  # the same module object, already registered under ``other``
+            first = next((i for i in infos if i.name == other), None)
+            where = f"plugin '{other}'" + (
+                f" ({first.origin}, distribution {first.distribution} {first.version})"
+                if first
+                else ""
+            )
+            warnings.warn(
+                f"-p {info.module}: this module is already loaded as {where}; it is loaded once "
+                f"(drop -p {info.module}, or disable the installed one with -p no:{other})",
+                stacklevel=3,
+            )
+            return
+        existing = pm.get_plugin(name)
+        if existing is not None:
+            first = next((i for i in infos if i.name == name), None)
+            raise PluginError(
+                f"two plugins are named '{name}': {info.origin} {info.module}"
+                f"{f' (distribution {info.distribution})' if info.origin == 'entrypoint' else ''}"
+                f" and the already registered {first.origin + ' ' + first.module if first else '?'}"
+                f"{f' (distribution {first.distribution})' if first else ''}; rename one, or "
+                f"disable one with -p no:{name}"
+            )
+        pm.register(plugin, name=name)
+        infos.append(info)
+
+    def broken(info: PluginInfo, exc: PluginError) -> None:
+        if not tolerate_broken:
+            raise exc
+        infos.append(
+            PluginInfo(
+                info.name,
+                info.module,
+                info.origin,
+                info.distribution,
+                info.version,
+                error=str(exc).splitlines()[0],
+            )
+        )
 
     def register_module(module_name: str, origin: str, dist: str, version: str) -> None:
         name = short_name(module_name)
-        if name not in disabled:
-            pm.register(_import_plugin(module_name, name), name=name)
-            infos.append(PluginInfo(name, module_name, origin, dist, version))
+        if name in disabled:
+            blocked.setdefault(name, DisabledPlugin(name, module_name, origin))
+            return
+        info = PluginInfo(name, module_name, origin, dist, version)
+        try:
+            plugin = _import_plugin(module_name, name)
+        except PluginError as exc:
+            broken(info, exc)
+            return
+        register(plugin, name, info)
 
     for module_name in BUILTIN_PLUGINS:
         register_module(module_name, "builtin", "ttsadapt", __version__)
@@ -81,26 +163,25 @@ def create_plugin_manager(
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
         for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in disabled or pm.get_plugin(ep.name) is not None:
-                if pm.get_plugin(ep.name) is not None and ep.name not in disabled:
-                    raise PluginError(
-                        f"two plugins are named '{ep.name}' (entry point {ep.value} and an "
-                        f"already registered plugin); rename one or disable it with -p no:{ep.name}"
-                    )
+            dist_name = ep.dist.name if ep.dist else "?"
+            dist_version = ep.dist.version if ep.dist else "?"
+            if ep.name in disabled:
+                blocked.setdefault(ep.name, DisabledPlugin(ep.name, ep.value, "entrypoint", ep))
                 continue
+            info = PluginInfo(ep.name, ep.value, "entrypoint", dist_name, dist_version)
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001
-                dist = ep.dist.name if ep.dist else "?"
-                raise PluginError(
-                    f"plugin '{ep.name}' (entry point {ep.value} from distribution {dist}) "
-                    f"failed to import: {type(exc).__name__}: {exc}. "
-                    f"Fix or uninstall it, or skip it with `-p no:{ep.name}`."
-                ) from exc
-            pm.register(plugin, name=ep.name)
-            dist_name = ep.dist.name if ep.dist else "?"
-            dist_version = ep.dist.version if ep.dist else "?"
-            infos.append(PluginInfo(ep.name, ep.value, "entrypoint", dist_name, dist_version))
+                broken(
+                    info,
+                    PluginError(
+                        f"plugin '{ep.name}' (entry point {ep.value} from distribution "
+                        f"{dist_name}) failed to import: {type(exc).__name__}: {exc}. "
+                        f"Fix or uninstall it, or skip it with `-p no:{ep.name}`."
+                    ),
+                )
+                continue
+            register(plugin, ep.name, info)
 
     for module_name in extra_modules:
         register_module(module_name, "cli", "-", "-")

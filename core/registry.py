@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,19 @@ class Registry:
         table = self.classes.get(kind, {})
         if name in table:
             return table[name]
+        owner = self.disabled_owner(kind, name)
+        if owner is not None:
+            raise UnknownComponentError(
+                f"{kind} '{name}' belongs to plugin '{owner}', which is disabled by -p no:{owner}; "
+                f"drop -p no:{owner} to use it"
+            )
+        broken = self.broken_plugins()
+        if broken:
+            first = broken[0]
+            raise PluginError(
+                f"{kind} '{name}' is not registered, and plugin '{first.name}' ({first.module}) "
+                f"could not be loaded: {first.error}"
+            )
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(table)) or "none"
@@ -45,42 +59,97 @@ class Registry:
     def owner(self, kind: str, name: str) -> str:
         return self.owners[(kind, name)]
 
+    def broken_plugins(self) -> list[PluginInfo]:
+        """Plugins that failed to import or to register (only with ``tolerate_broken``)."""
+        return [p for p in self.plugins if p.broken]
 
-def _collect(pm: pluggy.PluginManager, kind: str, registry: Registry) -> None:
-    hook = getattr(pm.hook, _HOOK_BY_KIND[kind])
+    def disabled_owner(self, kind: str, name: str) -> str | None:
+        """The disabled plugin (``-p no:NAME``) that would register ``kind`` ``name``, if any.
+
+        Asked only when a name is unknown: each disabled plugin is imported (not registered) and
+        its registration hook called, to see what it provides; one that fails is skipped.
+        """
+        disabled = getattr(self.pm, "ttsadapt_disabled", {}) or {}
+        for plugin_name, source in sorted(disabled.items()):
+            try:
+                plugin = source.load()
+                hook = getattr(plugin, _HOOK_BY_KIND[kind], None)
+                provided = list(hook() or []) if callable(hook) else []
+            except Exception:  # noqa: BLE001 - a hint only: a plugin that fails gives none
+                continue
+            if any(getattr(cls, "name", None) == name for cls in provided):
+                return plugin_name
+        return None
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _collect(
+    pm: pluggy.PluginManager, kind: str, registry: Registry, tolerate_broken: bool = False
+) -> None:
+    for impl in getattr(pm.hook, _HOOK_BY_KIND[kind]).get_hookimpls():
+        try:
+            _collect_one(impl, kind, registry)
+        except PluginError as exc:
+            if not tolerate_broken:
+                raise
+            _mark_broken(registry, impl.plugin_name, str(exc).splitlines()[0])
+
+
+def _mark_broken(registry: Registry, plugin_name: str, error: str) -> None:
+    for i, info in enumerate(registry.plugins):
+        if info.name == plugin_name and not info.broken:
+            registry.plugins[i] = dataclasses.replace(info, error=error)
+    for key in [k for k, owner in registry.owners.items() if owner == plugin_name]:
+        registry.classes[key[0]].pop(key[1], None)
+        del registry.owners[key]
+
+
+def _collect_one(impl: pluggy.HookImpl, kind: str, registry: Registry) -> None:
     base = BASES[kind]
     table = registry.classes.setdefault(kind, {})
-    for impl in hook.get_hookimpls():
-        plugin_name = impl.plugin_name
-        try:
-            result = impl.function()
-        except Exception as exc:  # noqa: BLE001
+    plugin_name = impl.plugin_name
+    try:
+        result = impl.function()
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(
+            f"plugin '{plugin_name}' raised in {_HOOK_BY_KIND[kind]}: {type(exc).__name__}: {exc}"
+        ) from exc
+    for cls in result or []:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(
-                f"plugin '{plugin_name}' raised in {_HOOK_BY_KIND[kind]}: {type(exc).__name__}: {exc}"
-            ) from exc
-        for cls in result or []:
-            if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise PluginError(
-                    f"plugin '{plugin_name}' returned {cls!r} from {_HOOK_BY_KIND[kind]}; "
-                    f"expected a subclass of ttsadapt.components.{base.__name__}"
-                )
-            if not cls.name:
-                raise PluginError(f"plugin '{plugin_name}': {cls.__name__} has no `name`")
-            if cls.name in table:
-                other = registry.owners[(kind, cls.name)]
-                raise PluginError(
-                    f"{kind} name '{cls.name}' is registered twice: by plugin '{other}' and by "
-                    f"plugin '{plugin_name}'. Rename one, or disable one with -p no:NAME."
-                )
-            table[cls.name] = cls
-            registry.owners[(kind, cls.name)] = plugin_name
+                f"plugin '{plugin_name}' returned {cls!r} from {_HOOK_BY_KIND[kind]}; "
+                f"expected a subclass of ttsadapt.components.{base.__name__}"
+            )
+        if not cls.name:
+            raise PluginError(f"plugin '{plugin_name}': {cls.__name__} has no `name`")
+        if cls.name in table:
+            other = registry.owners[(kind, cls.name)]
+            raise PluginError(
+                f"{kind} name '{cls.name}' is registered twice: by plugin '{other}' (class "
+                f"{_class_name(table[cls.name])}) and by plugin '{plugin_name}' (class "
+                f"{_class_name(cls)}). Rename one, or disable one with -p no:{plugin_name}."
+            )
+        table[cls.name] = cls
+        registry.owners[(kind, cls.name)] = plugin_name
 
 
 def build_registry(
-    disabled: Iterable[str] = (), extra_modules: Iterable[str] = (), autoload: bool | None = None
+    disabled: Iterable[str] = (),
+    extra_modules: Iterable[str] = (),
+    autoload: bool | None = None,
+    tolerate_broken: bool = False,
 ) -> Registry:
-    pm, infos = create_plugin_manager(disabled, extra_modules, autoload)
+    """The registry of every enabled plugin's components.
+
+    A plugin that fails to import or whose registration hook raises is a :class:`PluginError`
+    naming it; with ``tolerate_broken`` (``ttsadapt plugins``) it is kept in ``plugins`` with its
+    ``error`` instead, and asking for a component that is not registered names it.
+    """
+    pm, infos = create_plugin_manager(disabled, extra_modules, autoload, tolerate_broken)
     registry = Registry(pm=pm, plugins=infos)
     for kind in _HOOK_BY_KIND:
-        _collect(pm, kind, registry)
+        _collect(pm, kind, registry, tolerate_broken)
     return registry

@@ -101,7 +101,7 @@ def check_metric(
         EvalItem(id="nan", audio=np.full(sample_rate, np.nan, np.float32), sample_rate=sample_rate),
         EvalItem(id="short", audio=good[: sample_rate // 50], sample_rate=sample_rate),
     ]
-    scores = metric.score([item, *bad])
+    scores = _score_naming_the_crash(cls.name, metric, [item, *bad])
     assert isinstance(scores, list) and len(scores) == 4, (
         f"{cls.name}.score must return one ItemScore per item (got {len(scores)} for 4)"
     )
@@ -120,6 +120,43 @@ def check_metric(
                     f"{cls.name}.{o.name}={v} outside its declared range {o.range}"
                 )
     return scores
+
+
+CLIP_DESCRIPTIONS = {
+    "good": "a 1.5 s speech-like signal with text, reference audio and speaker prompt",
+    "empty": "an empty clip (0 samples)",
+    "nan": "a 1 s clip of NaN samples",
+    "short": "a 20 ms clip",
+}
+
+
+def _score_naming_the_crash(name: str, metric: Metric, items: list[EvalItem]) -> list[ItemScore]:
+    """``metric.score(items)``; when it raises, score each item alone to name the clip that makes
+    it raise, and fail with that clip, what it is and the exception."""
+    try:
+        return metric.score(items)
+    except Exception as batch_exc:  # noqa: BLE001 - turned into a contract failure below
+        culprits = []
+        for it in items:
+            try:
+                metric.score([it])
+            except Exception as exc:  # noqa: BLE001
+                culprits.append((it, exc))
+        if not culprits:
+            raise AssertionError(
+                f"{name}.score raised {type(batch_exc).__name__}: {batch_exc} on the batch of "
+                f"{len(items)} clips ({', '.join(repr(i.id) for i in items)}) but on none of them "
+                "alone; a metric must score a batch as it scores its items one by one"
+            ) from batch_exc
+        it, exc = culprits[0]
+        others = [repr(c.id) for c, _ in culprits[1:]]
+        raise AssertionError(
+            f"{name}.score raised {type(exc).__name__}: {exc} on clip {it.id!r} "
+            f"({CLIP_DESCRIPTIONS.get(it.id, f'{it.audio.size} samples')} at {it.sample_rate} Hz)"
+            + (f" (also on {', '.join(others)})" if others else "")
+            + ". A metric must turn a clip it cannot score into ItemScore(id, error=reason), "
+            "never raise: the rest of the batch still has to be scored"
+        ) from exc
 
 
 def check_filter(
