@@ -27,6 +27,7 @@ import gc
 import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, TTSAdaptError
-from .records import DONE_MARKER, atomic_write_text, read_jsonl
+from .records import DONE_MARKER, atomic_folder, atomic_write_text, read_jsonl
 from .stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
 
 try:  # a declared dependency; the standard library gives the same results, only slower
@@ -98,6 +99,8 @@ class LoadedResults:
     checkpoints: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # run_id -> checkpoints.json
+    # (run_id, metric) -> the record's "human" block (metrics made from listening tests)
+    human: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def run_ids(self) -> list[str]:
@@ -335,6 +338,8 @@ def _load_record(
             FailedRun(run_id, f"{rec_path}: no outputs", "bad record", metric)
         )
         return []
+    if isinstance(record.get("human"), dict):
+        loaded.human[(run_id, metric)] = record["human"]
     head = headlines.get(metric) if headlines.get(metric) in record["outputs"] else None
     head = head or _headline(record)
     order = [head] + [o for o in record["outputs"] if o != head]
@@ -522,6 +527,8 @@ class Summary:
     confidence: float
     notes: list[str] = field(default_factory=list)
     n_comparisons: int = 0  # p-values in the Holm family (every system x metric output vs anchor)
+    # metric -> what its records say about the listening test(s) it came from (human metrics only)
+    human: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _params_text(params: Any) -> str:
@@ -607,6 +614,7 @@ def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) ->
                 "data_recipe": recipe,
                 "is_anchor": bool(col["is_anchor"][first]),
                 "seeds": ", ".join(str(s) for s in sorted(seeds)),
+                "n_seeds": len(seeds),
                 "n_runs": len(where),
                 "run_ids": run_ids,
                 "trainable_params": trainable,
@@ -994,6 +1002,14 @@ def summarise(
             "selected",
         ],
     )
+    human = human_metrics(loaded)
+    for metric, info in human.items():
+        if len(info["tests"]) > 1:
+            notes.append(
+                f"{metric}: records come from {len(info['tests'])} listening tests "
+                f"({', '.join(info['tests'])}); systems rated in different tests had different "
+                "raters, so compare their numbers with care"
+            )
     return Summary(
         suite=loaded.suite,
         systems=systems,
@@ -1004,7 +1020,447 @@ def summarise(
         confidence=confidence,
         notes=notes,
         n_comparisons=n_comparisons,
+        human=human,
     )
+
+
+def human_metrics(loaded: LoadedResults) -> dict[str, dict[str, Any]]:
+    """Per human metric (records with a ``human`` block): raters, tests, agreement, exclusions.
+
+    ``n_raters`` is the largest number of raters kept by any of its tests; ``alpha`` the
+    agreement (Krippendorff's alpha, interval) of each test, by test id.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for (_run_id, metric), info in sorted(loaded.human.items()):
+        entry = out.setdefault(
+            metric,
+            {"n_raters": 0, "n_excluded": 0, "tests": [], "alpha": {}, "kind": info.get("kind")},
+        )
+        test = str(info.get("test_id", "?"))
+        if test not in entry["tests"]:
+            entry["tests"].append(test)
+        entry["n_raters"] = max(entry["n_raters"], int(info.get("n_raters") or 0))
+        entry["n_excluded"] = max(entry["n_excluded"], int(info.get("n_raters_excluded") or 0))
+        alpha = info.get("alpha")
+        if alpha is not None:
+            entry["alpha"][test] = float(alpha)
+    return out
+
+
+def rank_agreement(summary: Summary) -> pd.DataFrame:
+    """How each human metric and each automatic metric rank the systems (Spearman's rho).
+
+    Over the systems that have both headline means; each mean is signed by its direction
+    (lower-is-better metrics negated), so rho = +1 means the same order, -1 the reverse. Fewer
+    than three shared systems give no rho.
+    """
+    from scipy.stats import spearmanr
+
+    cols = ["Human metric", "Automatic metric", "Systems", "Spearman ρ", "p", "Best by human"]
+    cols += ["Best by automatic"]
+    if not summary.human:
+        return pd.DataFrame(columns=cols)
+    head = summary.table[summary.table["is_headline"]]
+    labels = dict(zip(summary.systems["system"], summary.systems["label"]))
+    signed = head.assign(score=np.where(head["higher_is_better"], head["mean"], -head["mean"]))
+    by_metric = {m: grp.set_index("system")["score"] for m, grp in signed.groupby("metric")}
+    rows = []
+    for hm in sorted(summary.human):
+        if hm not in by_metric:
+            continue
+        for am in sorted(by_metric):
+            if am in summary.human:
+                continue
+            both = pd.concat([by_metric[hm], by_metric[am]], axis=1, join="inner").dropna()
+            rho = p = math.nan
+            if len(both) >= 3:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # constant input: rho is NaN, said below
+                    res = spearmanr(both.iloc[:, 0], both.iloc[:, 1])
+                rho, p = float(res.statistic), float(res.pvalue)
+            rows.append(
+                {
+                    "Human metric": hm,
+                    "Automatic metric": am,
+                    "Systems": len(both),
+                    "Spearman ρ": "–" if math.isnan(rho) else f"{rho:+.2f}",
+                    "p": "–" if math.isnan(p) else f"{p:.3f}",
+                    "Best by human": labels.get(both.iloc[:, 0].idxmax(), "") if len(both) else "",
+                    "Best by automatic": labels.get(both.iloc[:, 1].idxmax(), "")
+                    if len(both)
+                    else "",
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------- listening view
+
+AUDIO_FOLDER = "leaderboard_audio"
+AUDIO_MODES = ("folder", "embed", "none")
+TRANSCRIPT_METRIC = "cer"  # its score rows carry extra.transcript (and the normalised text)
+_NO_SPACE_LANGUAGES = {"th", "lo", "km", "my", "ja", "zh"}
+
+
+@dataclass
+class ItemInfo:
+    """What a run folder does not keep about an evaluation sentence: its text and recordings."""
+
+    id: str
+    text: str | None = None
+    speaker: str | None = None
+    language: str | None = None
+    recording: Path | None = None  # the real recording of this sentence (PESQ's reference)
+    prompt: Path | None = None  # the target speaker's prompt (any sentence)
+
+
+def read_eval_manifest(path: Path | str) -> dict[str, ItemInfo]:
+    """The evaluation sentences of a corpus manifest (JSON Lines, the project's keys).
+
+    A line's ``audio`` is the real recording of its sentence (``reference_audio`` when given
+    instead); ``speaker_prompt`` (old spelling ``ref_audio``) is the speaker's prompt, else, as the
+    runner chooses it, the speaker's first clip (by id) outside the evaluation split. When some
+    line has ``"split": "eval"`` only those lines are evaluation sentences, else every line is.
+    Raises :class:`TTSAdaptError` naming the file and line of a line that cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TTSAdaptError(f"{path}: manifest not found (expected a JSON Lines file)")
+    base = path.parent
+    lines = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TTSAdaptError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise TTSAdaptError(f"{path}: line {n}: expected a JSON object")
+        if not row.get("id") and not row.get("audio"):
+            raise TTSAdaptError(f'{path}: line {n}: expected an "id" or an "audio" path')
+        lines.append(row)
+
+    def resolve(value: Any) -> Path | None:
+        return (base / str(value)) if value else None
+
+    def item_id(row: dict[str, Any]) -> str:
+        return str(row.get("id") or Path(str(row["audio"])).stem)
+
+    has_eval = any(r.get("split") == "eval" for r in lines)
+    prompts: dict[str, Path] = {}
+    for row in sorted(lines, key=item_id):
+        spk = row.get("speaker")
+        if (
+            has_eval
+            and row.get("split") != "eval"
+            and spk
+            and spk not in prompts
+            and row.get("audio")
+        ):
+            prompts[str(spk)] = resolve(row["audio"])
+    out: dict[str, ItemInfo] = {}
+    for row in lines:
+        if has_eval and row.get("split") != "eval":
+            continue
+        spk = row.get("speaker")
+        prompt = resolve(row.get("speaker_prompt") or row.get("ref_audio"))
+        out[item_id(row)] = ItemInfo(
+            id=item_id(row),
+            text=row.get("text"),
+            speaker=None if spk is None else str(spk),
+            language=row.get("language"),
+            recording=resolve(row.get("reference_audio") or row.get("audio")),
+            prompt=prompt or prompts.get(str(spk)),
+        )
+    return out
+
+
+def safe_name(item_id: str) -> str:
+    """An item id as the runner names its audio file (``audio/<safe>.wav``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(item_id))
+
+
+def encode_audio(src: Path | str, dst: Path | str) -> Path:
+    """Write ``src`` (any format libsndfile reads) to ``dst`` as mono Ogg/Vorbis; return ``dst``.
+
+    Vorbis at libsndfile's default quality is ~10x smaller than 16-bit WAV and every browser
+    decodes it. Raises :class:`TTSAdaptError` naming the file when it cannot be read.
+    """
+    import soundfile as sf
+
+    try:
+        audio, sr = sf.read(str(src), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - libsndfile's errors are plain RuntimeErrors
+        raise TTSAdaptError(f"{src}: cannot read audio ({exc})") from None
+    mono = audio.mean(axis=1) if audio.size else np.zeros(1, dtype=np.float32)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(dst), np.clip(mono, -1.0, 1.0), sr, format="OGG", subtype="VORBIS")
+    return dst
+
+
+class AudioSink:
+    """Puts audio where the page can play it: a sibling folder, data URIs, or nowhere.
+
+    ``folder``: ``<page folder>/leaderboard_audio/<name>.ogg`` (relative URL); ``embed``: a
+    ``data:audio/ogg;base64,…`` URI; ``none``: no audio (players are left out). Each source file is
+    encoded once per build.
+    """
+
+    def __init__(self, mode: str, folder: Path | None = None, url_prefix: str = AUDIO_FOLDER):
+        if mode not in AUDIO_MODES:
+            raise ConfigError(f"audio: expected one of {', '.join(AUDIO_MODES)}, got {mode!r}")
+        if mode == "folder" and folder is None:
+            raise ConfigError("audio: mode 'folder' needs a folder")
+        self.mode = mode
+        self.folder = folder
+        self.url_prefix = url_prefix
+        self.n_files = 0
+        self.n_bytes = 0
+        self.failed: list[str] = []
+        self.urls: list[str] = []  # the page refers to audio by index into this list
+        self._done: dict[str, int | None] = {}
+
+    def add(self, src: Path | None, name: str) -> int | None:
+        """The index in :attr:`urls` of ``src``'s URL (``name`` is its file name without suffix),
+        None without audio. A file used twice (a speaker's prompt) is stored once."""
+        if self.mode == "none" or src is None or not Path(src).is_file():
+            return None
+        key = os.fspath(src)
+        if key in self._done:
+            return self._done[key]
+        import base64
+        import tempfile
+        from urllib.parse import quote
+
+        try:
+            if self.mode == "folder":
+                dst = encode_audio(src, self.folder / f"{name}.ogg")
+                self.n_bytes += dst.stat().st_size
+                url = quote(f"{self.url_prefix}/{name}.ogg")
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    data = encode_audio(src, Path(tmp) / "a.ogg").read_bytes()
+                self.n_bytes += len(data)
+                url = "data:audio/ogg;base64," + base64.b64encode(data).decode("ascii")
+        except TTSAdaptError as exc:
+            self.failed.append(str(exc))
+            self._done[key] = None
+            return None
+        self.n_files += 1
+        self.urls.append(url)
+        self._done[key] = len(self.urls) - 1
+        return self._done[key]
+
+
+def _word_key(word: str) -> str:
+    import unicodedata
+
+    return "".join(ch for ch in word.casefold() if not unicodedata.category(ch).startswith("P"))
+
+
+def transcript_diff(text: str, transcript: str, language: str | None = None) -> list[list[str]]:
+    """A word-level diff of ``transcript`` against ``text``: ``[[op, words], …]``.
+
+    ``op`` is ``=`` (same words, as transcribed), ``s`` (transcribed words replacing the text's:
+    ``[op, heard, expected]``), ``i`` (words only in the transcript) or ``d`` (text words the
+    transcript lacks). Words compare case- and punctuation-blind; languages written without spaces
+    compare character by character.
+    """
+    import difflib
+
+    lang = (language or "").split("-")[0].lower()
+    if lang in _NO_SPACE_LANGUAGES:
+        a, b = list(text.replace(" ", "")), list(transcript.replace(" ", ""))
+        joiner = ""
+    else:
+        a, b = text.split(), transcript.split()
+        joiner = " "
+    ka, kb = [_word_key(w) for w in a], [_word_key(w) for w in b]
+    out: list[list[str]] = []
+    matcher = difflib.SequenceMatcher(a=ka, b=kb, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        heard, expected = joiner.join(b[j1:j2]), joiner.join(a[i1:i2])
+        if op == "equal":
+            out.append(["=", heard])
+        elif op == "replace":
+            out.append(["s", heard, expected])
+        elif op == "insert":
+            out.append(["i", heard])
+        else:
+            out.append(["d", expected])
+    return out
+
+
+def _first_run(loaded: LoadedResults, run_ids: list[str]) -> str:
+    """The run a system's audio is taken from: its lowest seed with an audio folder."""
+    seeds = dict(zip(loaded.records["run_id"], loaded.records["seed"]))
+
+    def key(rid: str) -> tuple[bool, float, str]:
+        seed = seeds.get(rid)
+        has_audio = (loaded.suite_dir / "runs" / rid / "audio").is_dir()
+        num = float(seed) if isinstance(seed, int | float) and not pd.isna(seed) else math.inf
+        return (not has_audio, num, rid)
+
+    return min(run_ids, key=key)
+
+
+def _run_rows(run_dir: Path, name: str) -> list[dict[str, Any]]:
+    path = run_dir / name
+    if not path.is_file():
+        return []
+    try:
+        return [r for r in _read_score_rows(path) if isinstance(r, dict)]
+    except (OSError, ValueError):
+        return []
+
+
+def listening_view(
+    loaded: LoadedResults,
+    summary: Summary,
+    sink: AudioSink,
+    items: dict[str, ItemInfo] | None = None,
+) -> dict[str, Any]:
+    """Per evaluation sentence, every system's audio, transcript and headline scores (for the page).
+
+    Each system is heard through one run (its lowest seed with audio; the cell says which seed).
+    ``items`` (from :func:`read_eval_manifest`) adds the text, the speaker's prompt and the real
+    recording; without it the text is the CER metric's normalised reference where there is one.
+    """
+    items = items or {}
+    head = summary.table[summary.table["is_headline"]]
+    digits = _digits(summary.table)
+    metric_rows = head.drop_duplicates("metric").sort_values("metric")
+    metrics = [
+        {
+            "name": r.metric,
+            "output": r.output,
+            "hib": bool(r.higher_is_better),
+            "digits": digits.get((r.metric, r.output), 3),
+            "human": r.metric in summary.human,
+        }
+        for r in metric_rows.itertuples()
+    ]
+    runs_dir = loaded.suite_dir / "runs"
+    seeds = dict(zip(loaded.records["run_id"], loaded.records["seed"]))
+    systems, cells_of = [], []
+    order: dict[str, None] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for row in summary.systems.itertuples():
+        rid = _first_run(loaded, list(row.run_ids))
+        run_dir = runs_dir / rid
+        rel = f"runs/{rid}/"
+        files = {
+            name: rel + fname
+            for name, fname in (
+                ("config", "config.json"),
+                ("log", "run.log"),
+                ("curves", "curves.jsonl"),
+                ("run", "run.json"),
+            )
+            if (run_dir / fname).is_file()
+        }
+        seed = seeds.get(rid)
+        systems.append(
+            {
+                "label": row.label,
+                "anchor": bool(row.is_anchor),
+                "run": rid,
+                "seed": None if seed is None or pd.isna(seed) else str(seed),
+                "seeds": seeds_text(row.n_seeds, row.seeds),
+                "href": rel,
+                "files": files,
+                "runs": len(row.run_ids),
+            }
+        )
+        cells: dict[str, dict[str, Any]] = {}
+        synth = _run_rows(run_dir, "synthesis.jsonl")
+        asr = _run_rows(run_dir, f"scores/{TRANSCRIPT_METRIC}.jsonl")
+        rows = synth or asr
+        if not rows:
+            first = next((m["name"] for m in metrics if (rid, m["name"]) in loaded.scores), None)
+            rows = _run_rows(run_dir, f"scores/{first}.jsonl") if first else []
+        for r in rows:
+            item = str(r.get("item"))
+            order.setdefault(item, None)
+            m = meta.setdefault(item, {})
+            if r.get("speaker") is not None:
+                m.setdefault("speaker", str(r["speaker"]))
+            if r.get("language"):
+                m.setdefault("language", r["language"])
+            cells.setdefault(item, {})
+        for r in synth:
+            if r.get("error"):
+                cells.setdefault(str(r.get("item")), {})["e"] = str(r["error"])
+        for r in asr:
+            extra = r.get("extra") if isinstance(r.get("extra"), dict) else {}
+            item = str(r.get("item"))
+            if extra.get("transcript") is not None:
+                cells.setdefault(item, {})["tr"] = str(extra["transcript"])
+            if extra.get("reference_normalized"):
+                meta.setdefault(item, {}).setdefault("norm_text", extra["reference_normalized"])
+        for m_index, m in enumerate(metrics):
+            sc = loaded.scores.get((rid, m["name"]))
+            if sc is None:
+                continue
+            vals = next(iter(sc.values.values())) if sc.values else None
+            if vals is None:
+                continue
+            for item, v in zip(sc.items, vals.tolist()):
+                order.setdefault(item, None)
+                cell = cells.setdefault(item, {})
+                cell.setdefault("s", [None] * len(metrics))[m_index] = (
+                    None if v != v else round(v, 6)
+                )
+        audio_dir = run_dir / "audio"
+        if audio_dir.is_dir():
+            for item in list(order):
+                if item in cells:
+                    src = audio_dir / f"{safe_name(item)}.wav"
+                    url = sink.add(src, f"{rid}/{safe_name(item)}") if src.is_file() else None
+                    if url is not None:
+                        cells[item]["a"] = url
+        cells_of.append(cells)
+    out_items = []
+    for item in sorted(order):
+        info = items.get(item) or ItemInfo(item)
+        m = meta.get(item, {})
+        text = info.text or m.get("norm_text")
+        language = info.language or m.get("language")
+        speaker = info.speaker or m.get("speaker")
+        row_cells = []
+        for cells in cells_of:
+            cell = cells.get(item)
+            if cell is not None and "tr" in cell:
+                transcript = cell.pop("tr")
+                cell["t"] = (
+                    transcript_diff(text, transcript, language) if text else [["=", transcript]]
+                )
+            row_cells.append(cell)
+        out_items.append(
+            {
+                "id": item,
+                "speaker": speaker,
+                "text": text,
+                "textSource": "manifest" if info.text else ("cer" if text else None),
+                "prompt": sink.add(info.prompt, f"prompts/{safe_name(speaker or item)}"),
+                "ref": sink.add(info.recording, f"recordings/{safe_name(item)}"),
+                "cells": row_cells,
+            }
+        )
+    speakers = sorted({i["speaker"] for i in out_items if i["speaker"]})
+    return {
+        "metrics": metrics,
+        "systems": systems,
+        "items": out_items,
+        "speakers": speakers,
+        "media": sink.urls,
+        "audio": sink.mode,
+        "audioFiles": sink.n_files,
+        "audioBytes": sink.n_bytes,
+        "audioFailed": sink.failed[:5],
+    }
 
 
 # --------------------------------------------------------------------------- writing
@@ -1044,6 +1500,26 @@ def _arrow(hib: bool) -> str:
     return "↑" if hib else "↓"
 
 
+def seeds_text(n: Any, seeds: str) -> str:
+    """``1 (seed 0)``, ``3 (seeds 0, 1, 2)``: the count first, so one seed never reads as zero."""
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        n = len([s for s in str(seeds).split(",") if s.strip()])
+    if not n:
+        return "0 (no seed recorded)"
+    return f"{n} (seed{'s' if n > 1 else ''} {seeds})"
+
+
+def metric_title(summary: Summary, metric: str, output: str, hib: bool) -> str:
+    """``cer.cer ↓``, or for a human metric ``mos.mos ↑ (human, 5 raters)``."""
+    title = f"{metric}.{output} {_arrow(hib)}"
+    info = summary.human.get(metric)
+    if info:
+        title += f" (human, {info['n_raters']} raters)"
+    return title
+
+
 def headline_frame(summary: Summary, with_ci: bool = True) -> pd.DataFrame:
     """The human table: one row per system, headline metrics as mean [CI], Δ with stars, rank."""
     table = summary.table
@@ -1054,7 +1530,10 @@ def headline_frame(summary: Summary, with_ci: bool = True) -> pd.DataFrame:
         {
             "System": summary.systems["label"]
             + np.where(summary.systems["is_anchor"], " (anchor)", ""),
-            "Seeds": summary.systems["seeds"],
+            "Seeds": [
+                seeds_text(n, text)
+                for n, text in zip(summary.systems["n_seeds"], summary.systems["seeds"])
+            ],
             "Trainable %": summary.systems["trainable_share_pct"].map(lambda v: _fmt(v, 2)),
             "Adapter MB": summary.systems["adapter_mb"].map(lambda v: _fmt(v, 1)),
         }
@@ -1063,7 +1542,7 @@ def headline_frame(summary: Summary, with_ci: bool = True) -> pd.DataFrame:
     for metric in metrics:
         rows = head[head["metric"] == metric]
         first = rows.iloc[0]
-        name = f"{metric}.{first['output']} {_arrow(first['higher_is_better'])}"
+        name = metric_title(summary, metric, first["output"], first["higher_is_better"])
         dg = digits[(metric, first["output"])]
         cells = [""] * len(frame)
         deltas = [""] * len(frame)
@@ -1175,12 +1654,38 @@ def _legend(summary: Summary) -> list[str]:
 
 def report_tables(loaded: LoadedResults, summary: Summary) -> dict[str, pd.DataFrame]:
     """The tables of the Markdown and HTML pages, by section title (built once for both)."""
-    return {
+    tables = {
         "Leaderboard": headline_frame(summary),
         "Per seed (headline outputs, from the records)": _per_seed_frame(summary),
         "Items not scored": _item_issues_frame(summary),
         "Failed runs": _failures_frame(loaded),
     }
+    if summary.human:
+        tables[HUMAN_TITLE] = human_frame(summary)
+        tables[AGREEMENT_TITLE] = rank_agreement(summary)
+    return tables
+
+
+HUMAN_TITLE = "Listening tests"
+AGREEMENT_TITLE = "How people and the automatic metrics rank the systems"
+
+
+def human_frame(summary: Summary) -> pd.DataFrame:
+    """One row per human metric: its tests, raters kept and excluded, agreement."""
+    rows = []
+    for metric, info in sorted(summary.human.items()):
+        alphas = ", ".join(f"{a:.2f}" for a in info["alpha"].values()) or "–"
+        rows.append(
+            {
+                "Metric": metric,
+                "Kind": info.get("kind") or "",
+                "Tests": ", ".join(info["tests"]),
+                "Raters kept": info["n_raters"],
+                "Raters excluded": info["n_excluded"],
+                "Krippendorff α (interval)": alphas,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def write_markdown(
@@ -1209,6 +1714,9 @@ def write_markdown(
         _markdown_table(tables["Items not scored"]),
         "",
     ]
+    for title in (HUMAN_TITLE, AGREEMENT_TITLE):
+        if title in tables:
+            parts += [f"## {title}", "", _markdown_table(tables[title]), ""]
     fail = tables["Failed runs"]
     parts += ["## Failed runs", ""]
     parts += [_markdown_table(fail) if len(fail) else "None.", ""]
@@ -1299,8 +1807,16 @@ def build_leaderboard(
     select: str = "val_loss",
     headlines: dict[str, str] | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
+    audio: str = "folder",
+    manifest: Path | str | None = None,
 ) -> dict[str, Path]:
     """Write ``results_dir/suite/leaderboard.{md,csv,html}`` from the suite's records.
+
+    The page lets one listen: ``audio="folder"`` writes every system's audio (compressed, Ogg/
+    Vorbis) to ``leaderboard_audio/`` beside the page (replaced whole on each build), ``"embed"``
+    puts it into the page as data URIs, ``"none"`` leaves players out. ``manifest`` (the suite's
+    corpus manifest, see :func:`read_eval_manifest`) adds each sentence's text, the speaker's
+    prompt and the real recording.
 
     ``select`` names the checkpoint-selection rule whose validation loss is shown and marked in the
     plots (``val_loss`` or ``dev_score``). ``headlines`` maps metric -> headline output for records
@@ -1329,8 +1845,21 @@ def build_leaderboard(
         "html": suite_dir / "leaderboard.html",
     }
     tables = report_tables(loaded, summary)
+    items = read_eval_manifest(manifest) if manifest else None
     write_markdown(paths["md"], loaded, summary, tables)
     atomic_write_text(paths["csv"], csv_frame(summary).to_csv(index=False))
+    audio_dir = suite_dir / AUDIO_FOLDER
+    if audio == "folder":
+        with atomic_folder(audio_dir) as tmp:
+            sink = AudioSink("folder", tmp)
+            view = listening_view(loaded, summary, sink, items)
+        if not sink.n_files:
+            shutil.rmtree(audio_dir, ignore_errors=True)
+    else:
+        sink = AudioSink(audio)
+        view = listening_view(loaded, summary, sink, items)
+        if audio == "embed" and audio_dir.is_dir():  # a folder left by an earlier build
+            shutil.rmtree(audio_dir, ignore_errors=True)
     atomic_write_text(
         paths["html"],
         render_html(
@@ -1338,6 +1867,9 @@ def build_leaderboard(
             tables=tables,
             legend=_legend(summary),
             n_runs=len(loaded.run_ids),
+            listening=view,
         ),
     )
+    if sink.n_files and audio == "folder":
+        paths["audio"] = audio_dir
     return paths

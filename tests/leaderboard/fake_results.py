@@ -442,3 +442,121 @@ def write_scored_runs(
         if is_anchor:
             out.anchor_run_ids.append(run_id)
     return out
+
+
+# ------------------------------------------------------------------ audio, transcripts, manifest
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven bright birds sing softly near "
+    "old river stones under pale morning light"
+).split()
+
+
+def _voice(rng: np.random.Generator, seconds: float, sr: int, f0: float) -> np.ndarray:
+    """A speech-like test signal: a few harmonics of ``f0`` under a syllable-rate envelope."""
+    t = np.arange(int(seconds * sr)) / sr
+    pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6)))
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6)), 0, None) ** 0.5
+    return (0.25 * tone * envelope).astype(np.float32)
+
+
+def add_audio(
+    fake: FakeSuite,
+    seconds: float = 0.6,
+    sr: int = 16_000,
+    transcripts: bool = True,
+    rng_seed: int = 1,
+) -> Path:
+    """Give every finished run of ``fake`` what the runner keeps for listening.
+
+    Writes ``audio/<item>.wav`` and ``synthesis.jsonl`` per run (test tones shaped like speech; the
+    noise level differs per system), adds ``extra.transcript`` to the ``cer`` score rows (every
+    third item of a non-anchor run mishears one word), and writes an evaluation manifest with the
+    sentences' text, real recordings and one speaker prompt per speaker. Returns the manifest path.
+    """
+    import soundfile as sf
+
+    rng = np.random.default_rng(rng_seed)
+    runs_dir = fake.suite_dir / "runs"
+    data_dir = fake.root / f"{fake.suite}_corpus"
+    items: dict[str, str] = {}  # item -> speaker
+    for run_id in fake.run_ids:
+        score_files = sorted((runs_dir / run_id / "scores").glob("*.jsonl"))
+        for row in (json.loads(x) for x in score_files[0].read_text().splitlines() if x.strip()):
+            items.setdefault(row["item"], row.get("speaker", "spk0"))
+    texts = {
+        item: " ".join(WORDS[(k * 3 + j) % len(WORDS)] for j in range(5 + k % 3)).capitalize() + "."
+        for k, item in enumerate(sorted(items))
+    }
+    speakers = sorted(set(items.values()))
+    f0 = {spk: 110.0 + 40.0 * k for k, spk in enumerate(speakers)}
+    lines = []
+    for spk in speakers:
+        path = data_dir / "prompts" / f"{spk}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, _voice(rng, seconds, sr, f0[spk]), sr)
+        lines.append(
+            {
+                "id": f"{spk}_prompt",
+                "audio": f"prompts/{spk}.wav",
+                "text": "A prompt sentence.",
+                "speaker": spk,
+                "language": "en",
+                "split": "train",
+            }
+        )
+    for item in sorted(items):
+        path = data_dir / "wavs" / f"{item}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, _voice(rng, seconds, sr, f0[items[item]]), sr)
+        lines.append(
+            {
+                "id": item,
+                "audio": f"wavs/{item}.wav",
+                "text": texts[item],
+                "speaker": items[item],
+                "language": "en",
+                "split": "eval",
+            }
+        )
+    manifest = data_dir / "manifest.jsonl"
+    _write_jsonl(manifest, lines)
+    for k, run_id in enumerate(fake.run_ids):
+        run_dir = runs_dir / run_id
+        is_anchor = run_id in fake.anchor_run_ids
+        noise = 0.02 * (1 + k % 4)
+        rows = []
+        for item in sorted(items):
+            audio = _voice(rng, seconds, sr, f0[items[item]])
+            audio = audio + rng.normal(0, noise, audio.size).astype(np.float32)
+            path = run_dir / "audio" / f"{item}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, audio, sr)
+            rows.append(
+                {
+                    "item": item,
+                    "speaker": items[item],
+                    "language": "en",
+                    "duration_s": seconds,
+                    "synth_s": 0.1,
+                    "rtf": 0.1 / seconds,
+                    "error": None,
+                }
+            )
+        _write_jsonl(run_dir / "synthesis.jsonl", rows)
+        cer = run_dir / "scores" / "cer.jsonl"
+        if transcripts and cer.is_file():
+            out = []
+            for i, row in enumerate(json.loads(x) for x in cer.read_text().splitlines() if x):
+                words = texts[row["item"]].rstrip(".").split()
+                if not is_anchor and i % 3 == 0:
+                    words[1] = "wrong"
+                row["extra"] = {
+                    "transcript": " ".join(words) + ".",
+                    "reference_normalized": texts[row["item"]].lower().rstrip("."),
+                }
+                out.append(row)
+            _write_jsonl(cer, out)
+    return manifest
