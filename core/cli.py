@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .speak import add_speak_cli
 
     add_speak_cli(sub)
+    from .listen_cli import add_listen_cli
+
+    add_listen_cli(sub)
     return parser
 
 

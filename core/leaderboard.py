@@ -1003,6 +1003,7 @@ def summarise(
         ],
     )
     human = human_metrics(loaded)
+    _two_way_intervals(table, records, set(human))
     for metric, info in human.items():
         if len(info["tests"]) > 1:
             notes.append(
@@ -1022,6 +1023,22 @@ def summarise(
         n_comparisons=n_comparisons,
         human=human,
     )
+
+
+def _two_way_intervals(table: pd.DataFrame, records: pd.DataFrame, human: set[str]) -> None:
+    """A human metric rated on one run per system: its interval from the record, which resamples
+    raters and sentences (the item bootstrap alone ignores how much raters differ)."""
+    if not human:
+        return
+    recs = records[records["metric"].isin(human)]
+    counts = recs.groupby(["system", "metric", "output"])["run_id"].transform("nunique")
+    one = recs[counts == 1].set_index(["system", "metric", "output"])
+    for i, key in enumerate(zip(table["system"], table["metric"], table["output"])):
+        if key in one.index:
+            row = one.loc[key]
+            lo, hi = _number(row["record_ci_low"]), _number(row["record_ci_high"])
+            if math.isfinite(lo) and math.isfinite(hi):
+                table.loc[table.index[i], ["ci_low", "ci_high"]] = [lo, hi]
 
 
 def human_metrics(loaded: LoadedResults) -> dict[str, dict[str, Any]]:
@@ -1649,7 +1666,15 @@ def _legend(summary: Summary) -> list[str]:
         "Raw and adjusted p-values are in leaderboard.csv (p_value_raw, p_value_holm).",
         "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
         f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",
-    ]
+    ] + (
+        [
+            "Human metrics (listening tests, ttsadapt listen): per sentence the mean over the "
+            "kept raters; the interval resamples raters and sentences (two-way bootstrap); Δ "
+            "and the Wilcoxon test pair sentences with the anchor's."
+        ]
+        if summary.human
+        else []
+    )
 
 
 def report_tables(loaded: LoadedResults, summary: Summary) -> dict[str, pd.DataFrame]:
