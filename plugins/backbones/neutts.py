@@ -70,6 +70,9 @@ class NeuTTSParams(Params):
     # decoding settings (overridable per synthesize call)
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(50, ge=0)
+    synthesis_batch_size: int = Field(
+        16, ge=1, description="requests sampled together in one generate call"
+    )
     min_new_tokens: int = Field(50, ge=0)
     max_length: int = Field(2048, ge=16, description="prompt + generated tokens")
     # the tiny offline model
@@ -369,6 +372,7 @@ class NeuTTS(Backbone):
             "top_k": p.top_k,
             "min_new_tokens": p.min_new_tokens,
             "max_length": p.max_length,
+            "batch_size": p.synthesis_batch_size,
         }
         unknown = set(settings or {}) - set(merged)
         if unknown:
@@ -400,33 +404,49 @@ class NeuTTS(Backbone):
     def generate_codes(
         self, requests: Sequence[SynthesisRequest], settings: dict[str, Any] | None = None
     ) -> list[list[int]]:
-        """Sample speech codes for each request (no codec needed except for reference audio)."""
+        """Sample speech codes for each request (no codec needed except for reference audio).
+
+        Requests are generated together, ``batch_size`` (a decoding setting) at a time: prompts are
+        left-padded with an attention mask, so one ``generate`` call samples them all; each row
+        stops at its own end token."""
         import torch
 
         s = self.decoding_settings(settings)
         self.module.eval()
         device = self.module.get_input_embeddings().weight.device
-        results = []
+        prompts = []
         for request in requests:
-            prompt = torch.tensor([self._prompt_for(request)], dtype=torch.long, device=device)
-            if prompt.shape[1] >= s["max_length"]:
+            prompt = self._prompt_for(request)
+            if len(prompt) >= s["max_length"]:
                 raise ItemError(
-                    f"request {request.id}: the prompt has {prompt.shape[1]} tokens, not below "
+                    f"request {request.id}: the prompt has {len(prompt)} tokens, not below "
                     f"max_length {s['max_length']}"
                 )
+            prompts.append(prompt)
+        results: list[list[int]] = []
+        step = max(1, int(s["batch_size"]))
+        for start in range(0, len(prompts), step):
+            chunk = prompts[start : start + step]
+            width = max(len(p) for p in chunk)
+            ids = torch.full((len(chunk), width), self.ids.pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, prompt in enumerate(chunk):
+                ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+                mask[row, width - len(prompt) :] = 1
             out = self.module.generate(
-                prompt,
-                attention_mask=torch.ones_like(prompt),
+                ids.to(device),
+                attention_mask=mask.to(device),
                 max_length=s["max_length"],
                 eos_token_id=self.ids.speech_end,
                 pad_token_id=self.ids.pad,
                 do_sample=True,
                 temperature=s["temperature"],
                 top_k=s["top_k"] or None,
-                min_new_tokens=min(s["min_new_tokens"], s["max_length"] - prompt.shape[1]),
+                min_new_tokens=min(s["min_new_tokens"], s["max_length"] - width),
                 use_cache=True,
             )
-            results.append(self.ids.codes_from_ids(out[0, prompt.shape[1] :].tolist()))
+            for row in range(len(chunk)):
+                results.append(self.ids.codes_from_ids(out[row, width:].tolist()))
         return results
 
     def synthesize(

@@ -107,3 +107,28 @@ def test_local_folder_round_trip_and_mismatched_config(tmp_path):
         tiny_neutts(model=str(tmp_path / "m"))
     with pytest.raises(ConfigError, match="no config.json"):
         tiny_neutts(model=str(tmp_path))
+
+
+def test_a_batch_of_requests_is_one_generate_call_and_equals_one_by_one_greedy():
+    """Left-padded batching must not change what each prompt gets (greedy: top_k = 1)."""
+    backbone = tiny_neutts()
+    texts = ["Good morning.", "A much longer sentence than the first one.", "Hi."]
+    reqs = [
+        SynthesisRequest(id=str(i), text=t, language="en", speaker="s") for i, t in enumerate(texts)
+    ]
+    settings = {"min_new_tokens": 8, "max_length": 160, "top_k": 1}
+    calls = []
+    real = backbone.module.generate
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    backbone.module.generate = counting
+    together = backbone.generate_codes(reqs, settings)
+    assert calls == [3]
+    alone = [backbone.generate_codes([r], settings)[0] for r in reqs]
+    assert together == alone
+    calls.clear()
+    backbone.generate_codes(reqs, dict(settings, batch_size=2))
+    assert calls == [2, 1]
