@@ -2,9 +2,11 @@
 
 The backbone keeps running its own forward code: :func:`apply_lora` calls
 ``peft.inject_adapter_in_model`` on ``backbone.module`` and leaves only the LoRA matrices trainable.
-An adapter folder holds ``adapter.safetensors`` (PEFT state dict, adapter name stripped) and
-``adapter_config.json`` (the ``LoraConfig``); the config is written last, so a folder without it is
-an interrupted save.
+An adapter folder is in PEFT's own layout, so ``peft.PeftModel.from_pretrained(base, folder)``
+loads it: ``adapter_model.safetensors`` (PEFT's state dict: adapter name stripped, keys prefixed
+``base_model.model.`` as a ``PeftModel`` saves them) and ``adapter_config.json`` (the
+``LoraConfig``, with ``peft_type``); the config is written last, so a folder without it is an
+interrupted save. Folders from before (``adapter.safetensors``, keys without the prefix) still load.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from ..errors import ConfigError
 from ..records import atomic_write_bytes, atomic_write_text
 from .errors import CheckpointError
 
-WEIGHTS_FILE = "adapter.safetensors"
+WEIGHTS_FILE = "adapter_model.safetensors"  # PEFT's file name
+LEGACY_WEIGHTS_FILE = "adapter.safetensors"  # before PEFT's layout: keys without PEFT_PREFIX
 CONFIG_FILE = "adapter_config.json"
+PEFT_PREFIX = "base_model.model."  # what a PeftModel puts in front of the wrapped model's names
 _CONFIG_ATTR = "_ttsadapt_lora_config"
 
 
@@ -117,18 +121,44 @@ def save_adapter(module: torch.nn.Module, path: Path, config: LoraConfig | None 
     if config is None:
         raise CheckpointError("save_adapter: the module carries no LoRA adapter (apply_lora first)")
     path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(module).items()}
-    atomic_write_bytes(path / WEIGHTS_FILE, save(state))
+    state = {
+        PEFT_PREFIX + k: v.detach().contiguous().cpu()
+        for k, v in get_peft_model_state_dict(module).items()
+    }
+    atomic_write_bytes(path / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
+    legacy = path / LEGACY_WEIGHTS_FILE
+    if legacy.is_file():  # an older save in the same folder would shadow nothing, but mislead
+        legacy.unlink()
     atomic_write_text(path / CONFIG_FILE, _config_to_json(config))
     return path
+
+
+def weights_file(path: Path) -> Path | None:
+    """The adapter weights in folder ``path``: PEFT's file, else the older ttsadapt one."""
+    for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+        if (Path(path) / name).is_file():
+            return Path(path) / name
+    return None
+
+
+def read_adapter_state(path: Path) -> dict[str, torch.Tensor]:
+    """The adapter's tensors under the wrapped model's own names (no ``base_model.model.``)."""
+    from safetensors.torch import load_file
+
+    file = weights_file(path)
+    if file is None:
+        raise CheckpointError(f"adapter folder {path} has no {WEIGHTS_FILE}")
+    state = load_file(str(file))
+    return {k.removeprefix(PEFT_PREFIX): v for k, v in state.items()}
 
 
 def read_adapter_config(path: Path) -> LoraConfig:
     """The ``LoraConfig`` stored in adapter folder ``path``."""
     path = Path(path)
     cfg_file = path / CONFIG_FILE
-    if not (path / WEIGHTS_FILE).is_file() or not cfg_file.is_file():
-        absent = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (path / f).is_file()]
+    if weights_file(path) is None or not cfg_file.is_file():
+        present = {WEIGHTS_FILE: weights_file(path) is not None, CONFIG_FILE: cfg_file.is_file()}
+        absent = [name for name, there in present.items() if not there]
         raise CheckpointError(
             f"adapter folder {path} is missing {', '.join(absent)} (an interrupted save, or not an "
             "adapter folder); point to a folder written by save_adapter"
@@ -146,8 +176,6 @@ def load_adapter(module: torch.nn.Module, path: Path) -> LoraConfig:
 
     Raises :class:`CheckpointError` naming the tensor when shapes or names do not fit the model.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     config = read_adapter_config(path)
     if lora_config_of(module) is None:
@@ -160,7 +188,7 @@ def load_adapter(module: torch.nn.Module, path: Path) -> LoraConfig:
         for pname, param in module.named_parameters():
             param.requires_grad_("lora_" in pname)
         setattr(module, _CONFIG_ATTR, config)
-    state = load_file(str(path / WEIGHTS_FILE))
+    state = read_adapter_state(path)
     current = get_peft_model_state_dict(module)
     missing = sorted(set(current) - set(state))
     unexpected = sorted(set(state) - set(current))
