@@ -1310,9 +1310,15 @@ def transcript_diff(text: str, transcript: str, language: str | None = None) -> 
     return out
 
 
-def _first_run(loaded: LoadedResults, run_ids: list[str]) -> str:
-    """The run a system's audio is taken from: its lowest seed with an audio folder."""
-    seeds = dict(zip(loaded.records["run_id"], loaded.records["seed"]))
+def _first_run(
+    loaded: LoadedResults, run_ids: list[str], seeds: dict[str, Any] | None = None
+) -> str:
+    """The run a system's audio is taken from: its lowest seed with an audio folder.
+
+    ``seeds`` maps run id to seed (computed from the records when not given)."""
+    if seeds is None:
+        runs = loaded.records.drop_duplicates("run_id")
+        seeds = dict(zip(runs["run_id"], runs["seed"]))
 
     def key(rid: str) -> tuple[bool, float, str]:
         seed = seeds.get(rid)
@@ -1321,6 +1327,15 @@ def _first_run(loaded: LoadedResults, run_ids: list[str]) -> str:
         return (not has_audio, num, rid)
 
     return min(run_ids, key=key)
+
+
+def _has_transcripts(run_dir: Path) -> bool:
+    """Whether the run's CER score rows carry transcripts (its first row is enough)."""
+    try:
+        with open(run_dir / "scores" / f"{TRANSCRIPT_METRIC}.jsonl", "rb") as fh:
+            return b'"transcript"' in fh.readline()
+    except OSError:
+        return False
 
 
 def _run_rows(run_dir: Path, name: str) -> list[dict[str, Any]]:
@@ -1360,12 +1375,17 @@ def listening_view(
         for r in metric_rows.itertuples()
     ]
     runs_dir = loaded.suite_dir / "runs"
-    seeds = dict(zip(loaded.records["run_id"], loaded.records["seed"]))
+    runs = loaded.records.drop_duplicates("run_id")
+    seeds = dict(zip(runs["run_id"].tolist(), runs["seed"].tolist()))
+    shown = [_first_run(loaded, list(ids), seeds) for ids in summary.systems["run_ids"]]
+    if not any(
+        (runs_dir / rid / "audio").is_dir() or _has_transcripts(runs_dir / rid) for rid in shown
+    ):  # nothing to hear or read: no section (per-utterance scores stay in scores/)
+        return {"items": [], "systems": [], "metrics": metrics, "speakers": [], "media": []}
     systems, cells_of = [], []
     order: dict[str, None] = {}
     meta: dict[str, dict[str, Any]] = {}
-    for row in summary.systems.itertuples():
-        rid = _first_run(loaded, list(row.run_ids))
+    for row, rid in zip(summary.systems.itertuples(), shown):
         run_dir = runs_dir / rid
         rel = f"runs/{rid}/"
         files = {

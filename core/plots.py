@@ -44,6 +44,7 @@ SYSTEM_COLOUR = "#1f77b4"
 LOSS_COLOUR = "#1f77b4"
 QUALITY_COLOUR = "#ff7f0e"
 MAX_CHECKPOINT_PANELS = 5
+MAX_POINT_LABELS = 16  # label the points of the parameter plot up to this many systems
 
 
 def figure_to_svg(fig: Figure) -> str:
@@ -177,10 +178,12 @@ def quality_vs_params_figure(summary: Summary) -> Figure:
                 lw=1,
                 label="adapted (95 % interval)",
             )
-            names = [
-                _short(labels[s].split(" / ", 1)[-1], 30) for s in rows["system"][points].tolist()
-            ]
-            _label_groups(ax, x[points], mean[points], names)
+            if points.sum() <= MAX_POINT_LABELS:  # beyond that labels only smear the panel
+                names = [
+                    _short(labels[s].split(" / ", 1)[-1], 30)
+                    for s in rows["system"][points].tolist()
+                ]
+                _label_groups(ax, x[points], mean[points], names)
         for i in np.flatnonzero(anchor):
             if not np.isfinite(mean[i]):
                 continue
