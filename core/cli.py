@@ -3,7 +3,8 @@
     ttsadapt plugins                         plugins with versions
     ttsadapt ls {backbones,methods,metrics,filters}
     ttsadapt validate SUITE.toml             resolve + print planned runs (exit 2 on an invalid suite)
-    ttsadapt run SUITE.toml [--results DIR] [--overwrite never|only-missing|always] [--executor local]
+    ttsadapt run SUITE.toml [--results DIR] [--overwrite never|only-missing|always]
+                 [--executor local|ray] [--ray-address ADDR] [--only RUN_ID]
     ttsadapt leaderboard [--results DIR] [--suite NAME]
     ttsadapt score --manifest M.jsonl --metrics a,b --out OUT.jsonl [--metric-params NAME.KEY=VALUE]
     ttsadapt data inspect --manifest M.jsonl [--out CARD.json]
@@ -136,16 +137,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executors import get_executor
+    from .errors import ConfigError
+    from .executors import LocalExecutor, RayExecutor
     from .runner import SuiteRunner
+    from .store import follower_rank
     from .suite import load_suite
 
     registry = _registry(args)
     suite = load_suite(args.suite, registry)
+    if args.only:
+        known = {r.run_id for r in suite.runs}
+        unknown = [r for r in args.only if r not in known]
+        if unknown:
+            raise ConfigError(
+                f"--only {unknown[0]}: not a run of suite {suite.name} "
+                f"(ttsadapt validate {args.suite} lists them)"
+            )
+        suite.runs = [r for r in suite.runs if r.run_id in set(args.only)]
     runner = SuiteRunner(
         suite, registry, results=args.results, overwrite=args.overwrite, device=args.device
     )
-    summary = runner.run(get_executor(args.executor))
+    if args.executor == "ray":
+        executor = RayExecutor(
+            runner,
+            address=args.ray_address,
+            num_cpus=args.ray_num_cpus,
+            max_retries=args.max_retries,
+            device=args.device,
+            plugins=_plugin_args(args.plugin or []),
+        )
+    else:
+        executor = LocalExecutor()
+    summary = runner.run(executor)
+    if follower_rank():  # a non-zero rank of a multi-process launch: rank 0 reports
+        return 0
     counts = summary.counts()
     print(
         f"suite {suite.name}: "
@@ -372,7 +397,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="never: leave finished runs alone; only-missing (default): also score metrics a "
         "finished run lacks; always: redo every run",
     )
-    p.add_argument("--executor", default="local", choices=["local"], help="where runs execute")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="where runs execute: local (in this process, one after another) or ray (each run "
+        "a Ray task with its backbone's resources; see README 'Running on a cluster')",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to connect to (default: $RAY_ADDRESS, else start a local one)",
+    )
+    p.add_argument(
+        "--ray-num-cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPUs of the local Ray cluster started without an address (default: all)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="ray: retry a run whose worker died N times, then record it failed (default 2)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="RUN_ID",
+        help="only this run of the suite (repeatable); e.g. one run under torchrun",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: the suite's)")
     p.add_argument("--no-leaderboard", action="store_true", help="do not build the leaderboard")
     p.set_defaults(func=cmd_run)

@@ -21,6 +21,12 @@ from .types import Clip, EvalItem, ItemScore, SynthesisRequest
 
 KINDS = ("backbone", "method", "metric", "filter")
 
+# What one run asks a cluster for (``ttsadapt run --executor ray``): ``num_cpus``, ``num_gpus``
+# (GPUs per run; more than one means one run on several GPUs) and ``memory_gb`` (host memory
+# reserved for the run; ``None`` reserves none). A run asks for the larger of its backbone's and
+# its method's value of each key; a suite's ``[resources]`` table overrides both.
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory_gb")
+
 
 class Params(BaseModel):
     """Base for component parameter models: unknown keys are an error, values are validated."""
@@ -48,7 +54,7 @@ class Component:
     @classmethod
     def metadata(cls) -> dict[str, Any]:
         """Plain-data description shown by ``ttsadapt ls`` and stored in records."""
-        return {
+        meta = {
             "kind": cls.kind,
             "name": cls.name,
             "version": cls.version,
@@ -58,6 +64,10 @@ class Component:
                 for k, f in cls.Params.model_fields.items()
             },
         }
+        resources = getattr(cls, "resources", None)
+        if resources is not None:  # backbones and methods: what one run asks a cluster for
+            meta["resources"] = dict(resources)
+        return meta
 
 
 # --------------------------------------------------------------------------- metrics
@@ -143,6 +153,13 @@ class Backbone(Component):
 
     kind: ClassVar[str] = "backbone"
     sample_rate: ClassVar[int] = 16000  # rate of synthesised audio
+    # see RESOURCE_KEYS; the GPU is asked for only where the run may use one (device auto on a
+    # cluster with GPUs, or cuda), so the same suite also runs on a CPU-only cluster
+    resources: ClassVar[dict[str, float | None]] = {
+        "num_cpus": 1,
+        "num_gpus": 1,
+        "memory_gb": None,
+    }
     scopes: ClassVar[tuple[str, ...]] = ("lm", "decoder", "all")
 
     module: Any = None
@@ -241,6 +258,9 @@ class Method(Component):
 
     kind: ClassVar[str] = "method"
     trains: ClassVar[bool] = True  # False for the zero-shot anchor: it needs no data recipe
+    # what the method needs beyond its backbone's ``resources`` (e.g. full fine-tuning: more
+    # memory); empty: the backbone's declaration holds
+    resources: ClassVar[dict[str, float | None]] = {}
 
     def adapt(self, backbone: Backbone, data: TrainingData, ctx: RunContext) -> AdaptResult:
         raise NotImplementedError

@@ -3,7 +3,15 @@
 See :mod:`ttsadapt.records` for the file layout. A run folder without ``DONE`` was left by a
 killed process: it is cleared (training checkpoints kept, so training resumes) and redone. Two
 processes on one results folder never write the same run: each run is claimed with an exclusive,
-non-blocking ``flock`` on ``runs/<run_id>.lock``; the loser skips that run.
+non-blocking ``flock`` on ``runs/<run_id>.lock``; the loser skips that run. The lock dies with
+its process, so a killed worker never leaves a run locked; on a shared filesystem (NFS v4, Lustre,
+CephFS) ``flock`` is honoured across nodes, which is what lets Ray workers on several machines
+share one results folder.
+
+Under a multi-process launch of one run (``torchrun`` / ``accelerate launch``: ``WORLD_SIZE`` > 1)
+only rank 0 writes the store. The store of every other rank reads the real results folder (so it
+plans the same runs) but takes no locks and writes what the runner would write into a scratch
+folder under the system temp dir; the training loop reads checkpoints from rank 0's run folder.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ import fcntl
 import json
 import os
 import shutil
+import socket
+import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import TTSAdaptError
-from .records import DONE_MARKER, atomic_write_json, atomic_write_text
+from .records import DONE_MARKER, SCHEMA_VERSION, atomic_write_json, atomic_write_text
 
 KEEP_ON_RESUME = ("checkpoints",)
 
@@ -27,17 +38,41 @@ class RunLockedError(TTSAdaptError):
     """Another process holds this run."""
 
 
+def follower_rank() -> int:
+    """This process's rank when it is not rank 0 of a multi-process launch, else 0."""
+    try:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+    return rank if world > 1 and rank > 0 else 0
+
+
 class RunStore:
     def __init__(self, results: Path | str, suite: str) -> None:
         self.results = Path(results)
         self.suite = suite
         self.suite_dir = self.results / suite
         self.runs_dir = self.suite_dir / "runs"
+        self.rank = follower_rank()
+        # where a non-zero rank writes what the runner would write (never read back)
+        self.scratch = (
+            Path(tempfile.gettempdir()) / f"ttsadapt-rank{self.rank}-{os.getpid()}" / suite / "runs"
+            if self.rank
+            else None
+        )
 
     # ------------------------------------------------------------------ setup
 
     def ensure_writable(self) -> None:
         """Create the folders and prove we can write there; a clear error otherwise."""
+        if self.scratch is not None:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            if not self.runs_dir.is_dir():
+                raise TTSAdaptError(
+                    f"rank {self.rank}: results folder {self.runs_dir} does not exist; every "
+                    "process of a multi-process launch must see rank 0's results folder"
+                )
+            return
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             probe = self.runs_dir / f".write-probe-{os.getpid()}"
@@ -91,7 +126,11 @@ class RunStore:
 
     @contextlib.contextmanager
     def claim(self, run_id: str) -> Iterator[Path]:
-        """Hold the run's lock for the duration; raises :class:`RunLockedError` if taken."""
+        """Hold the run's lock for the duration; raises :class:`RunLockedError` if taken.
+        The lock file names the holder (``pid@host``). A follower rank takes no lock."""
+        if self.scratch is not None:
+            yield self._scratch_dir(run_id)
+            return
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         lock_path = self.runs_dir / f"{run_id}.lock"
         fh = open(lock_path, "a+")
@@ -102,7 +141,7 @@ class RunStore:
                 raise RunLockedError(f"run {run_id} is being run by another process") from None
             fh.seek(0)
             fh.truncate()
-            fh.write(str(os.getpid()))
+            fh.write(f"{os.getpid()}@{socket.gethostname()}")
             fh.flush()
             yield self.run_dir(run_id)
         finally:
@@ -110,7 +149,7 @@ class RunStore:
 
     def reset(self, run_id: str, keep: Iterable[str] = KEEP_ON_RESUME) -> Path:
         """Empty a run folder before (re)running it, keeping ``keep`` (training checkpoints)."""
-        run_dir = self.run_dir(run_id)
+        run_dir = self.run_dir(run_id) if self.scratch is None else self._scratch_dir(run_id)
         if run_dir.exists():
             keep = set(keep)
             # the DONE marker goes first so a kill during the reset leaves a "partial" run
@@ -127,7 +166,39 @@ class RunStore:
         return run_dir
 
     def remove(self, run_id: str) -> None:
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        if self.scratch is None:
+            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def _scratch_dir(self, run_id: str) -> Path:
+        assert self.scratch is not None
+        path = self.scratch / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def record_lost(
+        self, run_id: str, config: dict[str, Any], error: str, attempts: int | None = None
+    ) -> str:
+        """Record a run whose worker died on every attempt as failed, keeping what the workers
+        wrote (``run.log`` shows how far they got). Returns the run's status afterwards: a run
+        that wrote its ``DONE`` before its worker died keeps it. Raises :class:`RunLockedError`
+        when another process holds the run."""
+        with self.claim(run_id) as run_dir:
+            status = self.status(run_id)
+            if status in ("ok", "failed"):
+                return status
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "error.txt", error + "\n")
+            summary = {
+                "schema": SCHEMA_VERSION,
+                **config,
+                "status": "failed",
+                "error": error,
+                "lost_worker": {"attempts": attempts, "recorded_by": socket.gethostname()},
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "metrics_recorded": [],
+            }
+            self.mark_done(run_dir, "failed", summary)
+            return "failed"
 
     @staticmethod
     def mark_done(run_dir: Path, status: str, summary: dict[str, Any]) -> None:

@@ -58,6 +58,15 @@ class EvaluationSection(_Strict):
     batch_size: int = Field(8, ge=1)
 
 
+class ResourcesSection(_Strict):
+    """What each run of the suite asks a cluster for (``--executor ray``), overriding what its
+    backbone and method declare (their ``resources``). Not part of any run's identity."""
+
+    num_cpus: float | None = Field(None, ge=0, description="CPUs per run")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per run (>1: one run, many GPUs)")
+    memory_gb: float | None = Field(None, ge=0, description="host memory reserved per run (GB)")
+
+
 class SuiteFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     version: str = "1"
@@ -71,6 +80,7 @@ class SuiteFile(_Strict):
     backbones: list[ComponentSpec] = Field(min_length=1)
     methods: list[ComponentSpec] = Field(min_length=1)
     metrics: list[ComponentSpec] = Field(min_length=1)
+    resources: ResourcesSection | None = None
 
     @field_validator("seeds")
     @classmethod

@@ -6,8 +6,19 @@ complete checkpoint, deterministic data order, a progress bar with the losses, c
 ``curves.jsonl`` (and ``curves.png``), and checkpoint selection by validation loss and by the
 runner's perceptual dev score.
 
-The backbone's own ``loss(batch)`` is called on ``backbone.module`` directly (the module is not
-wrapped); with several processes the gradients are averaged explicitly before each step.
+The backbone's own ``loss(batch)`` is called on ``backbone.module``. On one process the module is
+not wrapped. With several processes (``torchrun --nproc_per_node N`` or ``accelerate launch
+--num_processes N``, one process per GPU, or CPU processes with gloo) the module is prepared for
+distributed data parallel by ``accelerator.prepare_model`` and stands in for ``backbone.module``
+while the losses are computed and back-propagated (attributes the backbone reads from its module
+are passed through), so DDP averages the gradients, overlapping with the backward pass (no sync on
+the first ``grad_accum - 1`` micro-batches). Process ``p`` of ``P`` takes micro-batches
+``p, P + p, 2P + p, …`` of the run's single-process order (:meth:`Trainer._batch_at`), so ``P``
+processes with ``grad_accum = a`` see the same global batches as one process with
+``grad_accum = P·a``; the logged losses are averaged over processes. Only the main process writes
+curves, checkpoints and the checkpoint index; every process reads checkpoints (resume, the selected
+one) from the main process's run folder, whose path it receives when training starts; the
+perceptual dev score is computed on the main process and broadcast.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any
 import torch
 
 from ..components import Backbone, CheckpointInfo, RunContext
-from ..errors import ConfigError
+from ..errors import ConfigError, TTSAdaptError
 from ..records import atomic_write_json, atomic_write_jsonl, read_jsonl
 from . import checkpoint as ckpt
 from .config import TrainingParams
@@ -56,6 +67,21 @@ def _make_accelerator(device: str, mixed_precision: str):
     if PartialState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=True)  # one run after another in-process
     return Accelerator(cpu=not on_gpu, mixed_precision=mixed_precision)
+
+
+def _pass_through(wrapped: torch.nn.Module) -> torch.nn.Module:
+    """Let attribute reads on a DDP wrapper fall through to the wrapped module (backbones call
+    ``self.module.get_input_embeddings()`` and the like while computing their loss)."""
+    base = type(wrapped)
+
+    def __getattr__(self, name):  # noqa: N807
+        try:
+            return base.__getattr__(self, name)
+        except AttributeError:
+            return getattr(base.__getattr__(self, "module"), name)
+
+    wrapped.__class__ = type(f"PassThrough{base.__name__}", (base,), {"__getattr__": __getattr__})
+    return wrapped
 
 
 class Trainer:
@@ -92,15 +118,23 @@ class Trainer:
         self.log = ctx.logger
         seed_everything(ctx.seed, cfg.deterministic)
         self.accelerator = _make_accelerator(str(ctx.device), cfg.mixed_precision)
+        self.distributed = self.accelerator.num_processes > 1
+        self.checkpoint_dir = Path(ctx.checkpoint_dir)  # read by every process, written by main
+        if self.distributed:
+            self._handshake()
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError("the backbone has no trainable parameters: nothing to train")
+        # the module the losses are computed through: DDP-wrapped with several processes
+        self._model: torch.nn.Module = self.module
+        if self.distributed:
+            self._model = _pass_through(self.accelerator.prepare_model(self.module))
         self.optimizer = self.accelerator.prepare_optimizer(
             build_optimizer(self.params, cfg), device_placement=False
         )
         self.scheduler = build_scheduler(self.optimizer.optimizer, cfg)
         # one process, no gradient scaler: call torch directly (see :meth:`step`)
-        self._plain = self.accelerator.num_processes == 1 and self.accelerator.scaler is None
+        self._plain = not self.distributed and self.accelerator.scaler is None
         self._optim = self.optimizer.optimizer if self._plain else self.optimizer
         self._autocast = (
             contextlib.nullcontext
@@ -118,6 +152,35 @@ class Trainer:
         self.step_time_s = 0.0
         self.steps_this_session = 0
         self._last_train: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ processes
+
+    def _handshake(self) -> None:
+        """Every process must train the same run; the others read the main one's checkpoints."""
+        from accelerate.utils import broadcast_object_list, gather_object
+
+        names = gather_object([Path(self.ctx.run_dir).name])
+        if len(set(names)) != 1:
+            raise TTSAdaptError(
+                "the processes of a multi-process launch are training different runs "
+                f"({', '.join(f'rank {i}: {n}' for i, n in enumerate(names))}); launch them "
+                "with the same suite, results folder and --only"
+            )
+        box = [str(Path(self.ctx.checkpoint_dir).resolve())]
+        broadcast_object_list(box, from_process=0)
+        self.checkpoint_dir = Path(box[0])
+
+    @contextlib.contextmanager
+    def _through_model(self):
+        """``backbone.module`` is the (DDP) training model for the duration."""
+        if self._model is self.module:
+            yield
+            return
+        self.backbone.module = self._model
+        try:
+            yield
+        finally:
+            self.backbone.module = self.module
 
     # ------------------------------------------------------------------ data order
 
@@ -151,20 +214,24 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         for j in range(cfg.grad_accum):
             batch = self._batch_at(self.step_idx * cfg.grad_accum + j)
-            with self._autocast():
-                parts = self.backbone.loss(batch)
-            loss = parts["loss"] if cfg.grad_accum == 1 else parts["loss"] / cfg.grad_accum
-            if self._plain:
-                loss.backward()
-            else:
-                acc.backward(loss)
+            # DDP all-reduces the gradients during the last micro-batch's backward only
+            last = j == cfg.grad_accum - 1
+            sync = (
+                contextlib.nullcontext()
+                if last or not self.distributed
+                else acc.no_sync(self._model)
+            )
+            with sync, self._through_model():
+                with self._autocast():
+                    parts = self.backbone.loss(batch)
+                loss = parts["loss"] if cfg.grad_accum == 1 else parts["loss"] / cfg.grad_accum
+                if self._plain:
+                    loss.backward()
+                else:
+                    acc.backward(loss)
             for key, value in parts.items():
                 value = value.detach()
                 sums[key] = sums[key] + value if key in sums else value
-        if acc.num_processes > 1:
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad = acc.reduce(p.grad, reduction="mean")
         keys = list(sums)
         scalars = [sums[k].float().reshape(()) for k in keys]
         if cfg.clip_grad_norm is not None:
@@ -175,7 +242,10 @@ class Trainer:
             if norm is not None:
                 keys.append("grad_norm")
                 scalars.append(torch.as_tensor(norm, device=scalars[0].device).float().reshape(()))
-        host = torch.stack(scalars).tolist()  # the one sync of the step
+        stacked = torch.stack(scalars)
+        if self.distributed:  # losses averaged over processes (the norm is the same on each)
+            stacked = acc.reduce(stacked, reduction="mean")
+        host = stacked.tolist()  # the one sync of the step
         values = {k: v for k, v in zip(keys, host)}
         if cfg.grad_accum > 1:
             for k in keys[: len(sums)]:
@@ -306,7 +376,7 @@ class Trainer:
                 },
             )
         else:
-            path = ckpt.step_dir(path, self.step_idx)
+            path = ckpt.step_dir(self.checkpoint_dir, self.step_idx)
         self.accelerator.wait_for_everyone()
         self.checkpoints.append(CheckpointInfo(self.step_idx, str(path), val_loss, dev_score))
         self._write_checkpoint_index()
@@ -324,7 +394,7 @@ class Trainer:
         )
 
     def _resume(self) -> int | None:
-        last = ckpt.last_resumable(self.ctx.checkpoint_dir)
+        last = ckpt.last_resumable(self.checkpoint_dir)
         if last is None:
             return None
         state = ckpt.load_checkpoint(last.path, self.module, with_state=True)
@@ -332,16 +402,19 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step_idx = int(state["step"])
-        for c in ckpt.list_checkpoints(self.ctx.checkpoint_dir):
+        for c in ckpt.list_checkpoints(self.checkpoint_dir):
             if c.step <= self.step_idx:
                 self.checkpoints.append(
                     CheckpointInfo(
                         c.step, str(c.path), c.meta.get("val_loss"), c.meta.get("dev_score")
                     )
                 )
-        if self.curves_path.is_file():
-            rows = [r for r in read_jsonl(self.curves_path) if r.get("step", 0) <= self.step_idx]
-            atomic_write_jsonl(self.curves_path, rows)
+        curves_path = self.checkpoint_dir.parent / self.curves_path.name  # the main's curves
+        if curves_path.is_file():
+            rows = [r for r in read_jsonl(curves_path) if r.get("step", 0) <= self.step_idx]
+            self.accelerator.wait_for_everyone()  # every process read them before they change
+            if self.accelerator.is_main_process:
+                atomic_write_jsonl(self.curves_path, rows)
             self.curves = rows
         self.log.info("resumed from checkpoint %s (step %d)", last.path, self.step_idx)
         return self.step_idx
@@ -349,14 +422,22 @@ class Trainer:
     def _dev_score(self) -> float | None:
         if self.ctx.dev_score is None:
             return None
-        self.module.eval()
-        try:
-            score = self.ctx.dev_score(self.backbone)
-        except Exception as exc:  # noqa: BLE001 - a failed dev evaluation must not sink the run
-            self.log.warning("dev-set scoring failed at step %d: %s", self.step_idx, exc)
-            score = None
-        finally:
-            self.module.train()
+        score = None
+        if self.accelerator.is_main_process:  # the others get the main process's score
+            self.module.eval()
+            try:
+                score = self.ctx.dev_score(self.backbone)
+            except Exception as exc:  # noqa: BLE001 - a failed dev evaluation must not sink the run
+                self.log.warning("dev-set scoring failed at step %d: %s", self.step_idx, exc)
+                score = None
+            finally:
+                self.module.train()
+        if self.distributed:
+            from accelerate.utils import broadcast_object_list
+
+            box = [score]
+            broadcast_object_list(box, from_process=0)
+            score = box[0]
         return None if score is None or not math.isfinite(score) else float(score)
 
     # ------------------------------------------------------------------ selection
@@ -383,7 +464,7 @@ class Trainer:
         cfg = self.cfg
         Path(self.ctx.run_dir).mkdir(parents=True, exist_ok=True)
         resumed_from = self._resume() if cfg.resume else None
-        if resumed_from is None and self.curves_path.exists():
+        if resumed_from is None and self.curves_path.exists() and self.accelerator.is_main_process:
             self.curves_path.unlink()
         if self.accelerator.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -421,7 +502,7 @@ class Trainer:
         train_s = time.perf_counter() - t_start
         selected = self.select()
         if selected["used"] is not None and selected["used"] != self.step_idx:
-            chosen = ckpt.step_dir(self.ctx.checkpoint_dir, selected["used"])
+            chosen = ckpt.step_dir(self.checkpoint_dir, selected["used"])
             ckpt.load_checkpoint(chosen, self.module, with_state=False)
             self.log.info("loaded checkpoint step %d (select=%s)", selected["used"], cfg.select)
         self._write_checkpoint_index(selected)
