@@ -42,11 +42,13 @@ def _plugin_args(values: list[str]) -> tuple[list[str], list[str]]:
     return disabled, extra
 
 
-def _registry(args: argparse.Namespace):
+def _registry(args: argparse.Namespace, tolerate_broken: bool = False):
     from .registry import build_registry
 
     disabled, extra = _plugin_args(args.plugin or [])
-    registry = build_registry(disabled=disabled, extra_modules=extra)
+    registry = build_registry(
+        disabled=disabled, extra_modules=extra, tolerate_broken=tolerate_broken
+    )
     registry.pm.hook.ttsadapt_configure.call_historic(
         kwargs={
             "config": {
@@ -69,7 +71,9 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    """Every plugin with what it provides; a plugin that fails to import or register is listed as
+    BROKEN with its error (the others still listed, exit 3), disabled ones as disabled."""
+    registry = _registry(args, tolerate_broken=True)
     rows = []
     for info in registry.plugins:
         provides = [
@@ -77,10 +81,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             for (kind, name), owner in sorted(registry.owners.items())
             if owner == info.name
         ]
-        rows.append(
-            [info.name, info.origin, f"{info.distribution} {info.version}", ", ".join(provides)]
-        )
+        shown = f"BROKEN: {info.error}" if info.broken else ", ".join(provides)
+        rows.append([info.name, info.origin, f"{info.distribution} {info.version}", shown])
+    for name, source in sorted(getattr(registry.pm, "ttsadapt_disabled", {}).items()):
+        rows.append([name, source.origin, "-", f"disabled by -p no:{name} ({source.source})"])
     print(_table(rows, ["plugin", "origin", "distribution", "provides"]))
+    broken = registry.broken_plugins()
+    if broken:
+        print(
+            f"{len(broken)} plugin{'s' if len(broken) > 1 else ''} could not be loaded "
+            f"({', '.join(b.name for b in broken)}); other commands stop with this error until "
+            f"each is fixed, uninstalled or disabled with -p no:NAME",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -133,7 +147,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"metrics: {', '.join(m['name'] for m in suite.runs[0].metrics)}; anchor: {suite.spec.anchor}"
     )
+    print()
+    print("resolved parameters (defaults filled in):")
+    for line in _resolved_params_lines(suite, registry):
+        print(line)
     return 0
+
+
+def _resolved_params_lines(suite, registry) -> list[str]:
+    """Each distinct component configuration of the suite with every parameter resolved:
+    ``backbone voxcpm2 v1: model='tiny', ...``; a swept method appears once per value."""
+    seen: dict[tuple[str, str, str], None] = {}
+    lines = []
+
+    def add(kind: str, name: str, version: str, params: dict) -> None:
+        key = (kind, name, json.dumps(params, sort_keys=True, default=str))
+        if key in seen:
+            return
+        seen[key] = None
+        shown = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in sorted(params.items()))
+        lines.append(f"  {kind} {name} v{version}: {shown or '(no parameters)'}")
+
+    for run in suite.runs:
+        add("backbone", run.backbone, run.backbone_version, run.backbone_params)
+    for run in suite.runs:
+        add("method", run.method, run.method_version, run.method_params)
+    for run in suite.runs:
+        for f in (run.recipe or {}).get("filters") or []:
+            if isinstance(f, dict) and "name" in f:
+                cls = registry.get("filter", f["name"])
+                raw = {k: v for k, v in f.items() if k != "name"}
+                add("filter", cls.name, cls.version, cls.resolve_params(raw))
+    for m in suite.runs[0].metrics:
+        add("metric", m["name"], str(m.get("version", "?")), m.get("params") or {})
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -343,7 +390,27 @@ def cmd_score(args: argparse.Namespace) -> int:
         metric_params=params,
     )
     print(format_summary(summary))
-    return 0
+    failed = _metrics_failed_everywhere(summary)
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _metrics_failed_everywhere(summary: dict[str, object]) -> list[str]:
+    """One line per metric that scored no item because every item it tried failed (items that
+    were only "not applicable", e.g. PESQ without a reference recording, do not count as tried):
+    the metric, how many items, and the most common reason."""
+    lines = []
+    for name, m in summary["metrics"].items():  # type: ignore[union-attr]
+        if m["n_ok"] or not m["n_errors"]:
+            continue
+        reason, count = max(m["errors"].items(), key=lambda kv: kv[1])
+        lines.append(
+            f"metric {name} failed on every item it scored ({m['n_errors']} of "
+            f"{summary['n_items']}); most common reason: {reason} ({count} item"
+            f"{'s' if count != 1 else ''}); the rows in the output name each item's reason"
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- parser
@@ -492,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .speak import add_speak_cli
 
     add_speak_cli(sub)
+    from .export import add_export_cli
+    from .results_table import add_results_cli
+
+    add_results_cli(sub)
+    add_export_cli(sub)
     from .listen_cli import add_listen_cli
 
     add_listen_cli(sub)

@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from types import UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
 
 from .types import Clip, EvalItem, ItemScore, SynthesisRequest
 
@@ -29,9 +30,40 @@ RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory_gb")
 
 
 class Params(BaseModel):
-    """Base for component parameter models: unknown keys are an error, values are validated."""
+    """Base for component parameter models: unknown keys are an error, values are validated.
+
+    Booleans and numbers are strict: a field declared ``bool`` (or ``bool | None``) takes only
+    ``true``/``false``, never the string ``"yes"``; a field declared ``int`` or ``float`` (or
+    either ``| None``) takes only a number, never a string, a boolean or a list. An ``int`` still
+    goes into a ``float`` field (TOML's ``lr = 1`` is 1.0). Other fields (``str``, ``Literal``,
+    paths, lists) keep pydantic's usual validation. Command lines that read values from text turn
+    them into typed values first (``--metric-params`` reads ``true``, ``0.5`` and JSON lists).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for info in cls.__pydantic_fields__.values():
+            if _strict_scalar(info.annotation) and not any(
+                isinstance(m, Strict) for m in info.metadata
+            ):
+                info.metadata.append(Strict())
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
+
+
+def _strict_scalar(annotation: Any) -> bool:
+    """True for ``bool``, ``int``, ``float``, ``int | float`` and each of them ``| None``."""
+    if annotation in (bool, int, float):
+        return True
+    if get_origin(annotation) in (Union, UnionType):
+        args = {a for a in get_args(annotation) if a is not type(None)}
+        return bool(args) and (args == {bool} or args <= {int, float})
+    return False
 
 
 class Component:

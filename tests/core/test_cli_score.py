@@ -295,7 +295,15 @@ def test_items_lacking_what_a_metric_needs_name_the_missing_key(tmp_path):
         str(out),
         "--no-cache",
     )
-    assert r.returncode == 0, r.stderr
+    # cer and speaker_similarity could score no item: exit 1, each named with its main reason
+    # (pesq only found every item not applicable: not a failure)
+    assert r.returncode == 1, r.stderr
+    assert (
+        "metric cer failed on every item it scored (2 of 2); most common reason: missing text"
+        in (r.stderr)
+    )
+    assert "metric speaker_similarity failed on every item it scored (2 of 2)" in r.stderr
+    assert "metric pesq" not in r.stderr
     rows = {x["id"]: x for x in _rows(out)}
     bare = rows["bare"]["errors"]
     assert bare["cer"].startswith('missing text: line 1 of m.jsonl has no "text"')
@@ -313,3 +321,26 @@ def test_items_lacking_what_a_metric_needs_name_the_missing_key(tmp_path):
     assert "speaker_similarity: 1 x unreadable speaker_prompt" in r.stdout
     assert "pesq: 2 x no reference_audio" in r.stdout
     assert "ttsadapt score --help" in r.stdout
+
+
+def test_score_exits_1_naming_a_metric_that_failed_on_every_item(tmp_path):
+    a, _ = _write_pair(tmp_path / "w", "a")
+    for name in ("x", "y", "z"):
+        (tmp_path / "w" / f"{name}.wav").write_bytes(b"RIFF not audio")
+    rows = [{"id": n, "audio": f"w/{n}.wav", "text": "hi"} for n in ("x", "y", "z")]
+    manifest = _write_manifest(tmp_path / "m.jsonl", rows)
+    out = tmp_path / "o.jsonl"
+    args = ["score", "--manifest", str(manifest), "--metrics", "wada_snr", "--out", str(out)]
+    r = cli(*args, "--no-cache")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert (
+        "error: metric wada_snr failed on every item it scored (3 of 3); most common reason: "
+        "unreadable audio (3 items)"
+    ) in r.stderr
+    assert len(_rows(out)) == 3  # the rows are still written, each with its reason
+    assert "wada_snr: 3 x unreadable audio" in r.stdout
+    # one good item among them: the metric works, the run succeeds
+    _write_manifest(manifest, [*rows, {"id": "a", "audio": "w/a.wav"}])
+    r = cli(*args, "--no-cache")
+    assert r.returncode == 0, r.stderr
+    assert "failed on every item" not in r.stderr
