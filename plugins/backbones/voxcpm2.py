@@ -60,9 +60,10 @@ class VoxCPM2Params(Params):
     # "phonemes" = espeak-ng IPA (nearly one symbol per sound; the language tag stays as text)
     text_input: Literal["auto", "characters", "phonemes"] = "auto"
     # loss
-    # auxiliary CTC loss from the LM's states at audio positions to the text tokens — a
-    # pre-training lever that makes the text-to-audio alignment learnable sooner (0 = off)
+    # auxiliary alignment loss (pre-training lever, 0 = off): CTC over one LM layer's attention
+    # from each audio position to the text tokens, which must be walked through in order
     align_weight: float = Field(0.0, ge=0.0)
+    align_layer: int = Field(1, ge=0, description="base-LM layer whose attention is aligned")
     lambda_diff: float = 1.0
     lambda_stop: float = 1.0
     use_reference_audio: bool = True
@@ -175,26 +176,34 @@ class VoxCPM2Backbone(Backbone):
             )
         self.phoneme_input = saved == "phonemes"
         if p.align_weight > 0 and device != "meta":
-            self._attach_align_head()
+            self._attach_align_hook()
 
-    def _attach_align_head(self) -> None:
-        """The pre-training-only CTC head (``ttsadapt_align_head``, never saved with the model)
-        and a hook that keeps the base LM's last output for :meth:`loss`."""
-        import torch
+    def _attach_align_hook(self) -> None:
+        """Keep one base-LM layer's attention queries and keys (after RoPE) for :meth:`loss`."""
+        from voxcpm.modules.minicpm4.model import apply_rotary_pos_emb
 
         module = self.module
-        hidden = module.config.lm_config.hidden_size
-        vocab = len(self.tokenizer.vocab)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.params.init_seed + 1)
-            module.ttsadapt_align_head = torch.nn.Linear(hidden, vocab).to(self.device)
-        self._lm_out: Any = None
+        layers = module.base_lm.layers
+        if not 0 <= self.params.align_layer < len(layers):
+            raise ConfigError(
+                f"backbone voxcpm2: align_layer={self.params.align_layer} but the LM has "
+                f"{len(layers)} layers"
+            )
+        attn = layers[self.params.align_layer].self_attn
+        self._attn: Any = None
 
-        def keep(_mod: Any, _args: Any, output: Any) -> None:
-            if module.training:
-                self._lm_out = output[0] if isinstance(output, tuple) else output
+        def keep(mod: Any, _args: Any, kwargs: dict[str, Any], output: Any) -> None:
+            if not module.training:
+                return
+            hidden = kwargs["hidden_states"]
+            bsz, q_len, _ = hidden.shape
+            q = mod.q_proj(hidden).view(bsz, q_len, mod.num_heads, mod.head_dim).transpose(1, 2)
+            keys = output[1][0]
+            cos, sin = kwargs["position_emb"]
+            q, _ = apply_rotary_pos_emb(q, keys, cos, sin)
+            self._attn = (q, keys)
 
-        module.base_lm.register_forward_hook(keep)
+        attn.register_forward_hook(keep, with_kwargs=True)
 
     def _require_loaded(self) -> Any:
         if self.module is None:
@@ -364,17 +373,21 @@ class VoxCPM2Backbone(Backbone):
         diff, stop = out["loss/diff"], out["loss/stop"]
         total = self.params.lambda_diff * diff + self.params.lambda_stop * stop
         parts = {"loss": total, "loss_diff": diff, "loss_stop": stop}
-        if self.params.align_weight > 0 and module.training and self._lm_out is not None:
-            align = self._align_loss(batch, self._lm_out)
+        if self.params.align_weight > 0 and module.training and self._attn is not None:
+            align = self._align_loss(batch, *self._attn)
             parts["loss"] = total + self.params.align_weight * align
             parts["loss_align"] = align
-            self._lm_out = None
+            self._attn = None
         return parts
 
-    def _align_loss(self, batch: dict[str, Any], lm_out: Any) -> Any:
-        """CTC from the LM state that conditions each target patch (the output one position
-        earlier, as the DiT sees it) to the text tokens after the language tag: the LM must know
-        which sound it is at, which is the alignment a small TTS otherwise learns last."""
+    def _align_loss(self, batch: dict[str, Any], queries: Any, keys: Any) -> Any:
+        """Forward-sum alignment (CTC) over the attention of one LM layer: for the state that
+        conditions each target patch (one position earlier), the head-averaged attention
+        distribution over the text tokens after the language tag, plus a blank, must walk through
+        the tokens in order (targets 1..N). The LM cannot satisfy it from the audio it has heard:
+        only by attending to the right text — the alignment a small TTS otherwise learns last."""
+        import math
+
         import torch
 
         from ._voxcpm_data import AUDIO_START, REF_END
@@ -382,33 +395,42 @@ class VoxCPM2Backbone(Backbone):
         tokens = batch["text_tokens"].long()
         text_mask = batch["text_mask"].bool()
         loss_mask = batch["loss_mask"].bool()
-        prev = torch.cat([torch.zeros_like(lm_out[:, :1]), lm_out[:, :-1]], dim=1)
-        logp = self.module.ttsadapt_align_head(prev.float()).log_softmax(-1)
+        groups = queries.shape[1] // keys.shape[1]
+        keys = keys.repeat_interleave(groups, dim=1)
+        scale = 1.0 / math.sqrt(queries.shape[-1])
         tag_end = self._tag_end_id()
-        inputs, in_lens, targets, tgt_lens = [], [], [], []
+        inputs, in_lens, tgt_lens = [], [], []
         for b in range(tokens.shape[0]):
             row = tokens[b]
             start = int((row == AUDIO_START).nonzero()[0, 0])
             ref = (row[:start] == REF_END).nonzero()
             first = int(ref[-1, 0]) + 1 if len(ref) else 0
-            text = row[first:start][text_mask[b, first:start]]
+            text_pos = torch.arange(first, start, device=row.device)[text_mask[b, first:start]]
             if tag_end is not None:
-                ends = (text == tag_end).nonzero()
+                ends = (row[text_pos] == tag_end).nonzero()
                 if len(ends):
-                    text = text[int(ends[0, 0]) + 2 :]  # "] " closes the tag
-            frames = logp[b][loss_mask[b]]
-            if len(text) == 0 or len(frames) == 0:
+                    text_pos = text_pos[int(ends[0, 0]) + 2 :]  # "] " closes the tag
+            query_pos = loss_mask[b].nonzero()[:, 0] - 1  # the state before each target patch
+            if len(text_pos) == 0 or len(query_pos) < len(text_pos):
                 continue
-            inputs.append(frames)
-            in_lens.append(len(frames))
-            targets.append(text)
-            tgt_lens.append(len(text))
+            q = queries[b][:, query_pos].float()  # [H, Tq, d]
+            k = keys[b][:, text_pos].float()  # [H, N, d]
+            logp = (q @ k.transpose(1, 2) * scale).log_softmax(-1)
+            logp = logp.logsumexp(0) - math.log(logp.shape[0])  # mean of the heads' probabilities
+            blank = torch.full_like(logp[:, :1], -1.0)
+            inputs.append(torch.cat([blank, logp], dim=1).log_softmax(-1))
+            in_lens.append(len(query_pos))
+            tgt_lens.append(len(text_pos))
         if not inputs:
-            return lm_out.sum() * 0.0
-        padded = torch.nn.utils.rnn.pad_sequence(inputs)  # [T, B, V]
+            return queries.sum() * 0.0
+        width = max(x.shape[1] for x in inputs)
+        padded = torch.nn.utils.rnn.pad_sequence(
+            [torch.nn.functional.pad(x, (0, width - x.shape[1]), value=-1e4) for x in inputs]
+        )  # [T, B, 1 + N_max]
+        targets = torch.cat([torch.arange(1, n + 1) for n in tgt_lens])
         return torch.nn.functional.ctc_loss(
             padded,
-            torch.cat(targets),
+            targets,
             torch.tensor(in_lens),
             torch.tensor(tgt_lens),
             blank=0,

@@ -15,8 +15,9 @@ Recipe (the levers that make text-to-audio alignment learnable on a CPU):
   tag stays as text), nearly one symbol per sound instead of English spelling;
 * **curriculum**: the first ``--stage1-steps`` steps train on single words and short sentences
   (≤ ``--stage1-words`` words), the rest on everything;
-* **alignment loss**: a CTC loss from the LM state that conditions each audio patch to the phoneme
-  sequence (``align_weight``), during pre-training only — the head is never saved with the model.
+* **alignment loss**: a forward-sum (CTC) loss over one LM layer's attention from each audio
+  position to the phoneme tokens (``align_weight``, ``align_layer``), during pre-training only: the
+  attention must walk through the text in order.
 
 Training runs the shared loop (``ttsadapt.training.loop.Trainer``: AdamW, warm-up then a constant
 learning rate, checkpoints every ``--segment`` steps, resume after a kill). After every segment the
@@ -71,9 +72,7 @@ def _prepared(backbone: Any, clips: list[Any], cache: Path) -> list[Any]:
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved["ids"] == ids:
-            return [
-                VoxCPMExample(i, t, a) for i, t, a in zip(ids, saved["text"], saved["audio"])
-            ]
+            return [VoxCPMExample(i, t, a) for i, t, a in zip(ids, saved["text"], saved["audio"])]
     examples = backbone.prepare(clips)
     if len(examples) == len(clips):
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="use only N training clips")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this model folder's weights"
+    )
     args = parser.parse_args(argv)
     args.out = args.out or args.work / "model"
 
@@ -244,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         model="tiny", text_input="phonemes", align_weight=args.align_weight, **MODEL_SIZE
     )
     backbone.load(args.device)
+    if args.init is not None and not any(args.work.glob("stage*/checkpoints/step-*")):
+        from safetensors.torch import load_file
+
+        from ttsadapt.plugins.backbones._voxcpm_io import check_and_load
+
+        weights = args.init / "model.safetensors"
+        check_and_load(backbone.module, load_file(str(weights)), weights, skip_prefix="audio_vae.")
+        logger.info("initialised from %s", args.init)
     t0 = time.perf_counter()
     examples = _prepared(backbone, train, args.work / f"prepared-{manifest.parent.name}-train.pt")
     val_examples = _prepared(backbone, val, args.work / f"prepared-{manifest.parent.name}-val.pt")
@@ -270,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "batch_size": args.batch_size,
             "align_weight": args.align_weight,
+            "init": str(args.init) if args.init else None,
             "stage1": {"steps": args.stage1_steps, "max_words": args.stage1_words},
             "model_size": MODEL_SIZE,
             "corpus": json.loads((manifest.parent / "corpus.json").read_text()),

@@ -60,6 +60,7 @@ def test_align_loss_is_added_trains_the_lm_and_is_never_saved(tmp_path):
     backbone.module.train()
     parts = backbone.loss(batch)
     assert "loss_align" in parts and torch.isfinite(parts["loss_align"])
+    assert parts["loss_align"] > 0
     expected = parts["loss_diff"] + parts["loss_stop"] + 0.5 * parts["loss_align"]
     assert torch.allclose(parts["loss"], expected)
     parts["loss_align"].backward()
@@ -72,18 +73,21 @@ def test_align_loss_is_added_trains_the_lm_and_is_never_saved(tmp_path):
         assert "loss_align" not in backbone.loss(batch)
 
 
-def test_align_targets_skip_the_language_tag(tmp_path):
-    """With the tag spoken nowhere, CTC targets are the phonemes only: the loss of a batch must
-    not change when the tag is switched off for the targets' purposes (same ids after the tag)."""
+def test_alignment_walks_the_phonemes_after_the_tag(tmp_path):
+    """CTC targets are the text positions after the language tag, in order (1..N), one input
+    per target patch; the tag is spoken nowhere and is not aligned."""
     backbone = _loaded(text_input="phonemes", align_weight=1.0)
     clip = _clips(tmp_path)[:1]
-    batch = backbone.collate(backbone.prepare(clip))
+    example = backbone.prepare(clip)[0]
+    batch = backbone.collate([example])
     captured = {}
     real = torch.nn.functional.ctc_loss
 
-    def spy(log_probs, targets, *args, **kwargs):
-        captured["targets"] = targets.clone()
-        return real(log_probs, targets, *args, **kwargs)
+    def spy(log_probs, targets, input_lengths, target_lengths, *args, **kwargs):
+        captured.update(
+            targets=targets.clone(), inputs=input_lengths.clone(), shape=log_probs.shape
+        )
+        return real(log_probs, targets, input_lengths, target_lengths, *args, **kwargs)
 
     backbone.module.train()
     torch.nn.functional.ctc_loss, saved = spy, torch.nn.functional.ctc_loss
@@ -92,7 +96,38 @@ def test_align_targets_skip_the_language_tag(tmp_path):
     finally:
         torch.nn.functional.ctc_loss = saved
     phonemes = backbone._model_text(clip[0].text, "en").removeprefix("[en] ")
-    assert captured["targets"].tolist() == backbone._text_ids(phonemes)
+    n = len(backbone._text_ids(phonemes))
+    assert captured["targets"].tolist() == list(range(1, n + 1))
+    assert captured["inputs"].tolist() == [example.audio_feats.shape[0]]
+    assert captured["shape"][-1] == n + 1  # blank + one column per phoneme token
+
+
+def test_alignment_prefers_monotonic_attention():
+    """The loss is low when attention walks the text in order and high when it walks it
+    backwards — it measures alignment, not something the audio history could supply."""
+    backbone = _loaded(text_input="phonemes", align_weight=1.0, language_tags=False)
+    n_text, n_audio, heads, dim = 5, 10, 2, 8
+    tokens = torch.tensor([[7] * n_text + [101] + [0] * n_audio + [102]])
+    batch = {
+        "text_tokens": tokens,
+        "text_mask": (torch.arange(tokens.shape[1]) <= n_text - 1).int()[None]
+        | (tokens == 101).int()
+        | (tokens == 102).int(),
+        "loss_mask": ((tokens == 0) & (torch.arange(tokens.shape[1]) > n_text)).int(),
+    }
+
+    def attention(order):
+        q = torch.zeros(1, heads, tokens.shape[1], dim)
+        k = torch.zeros(1, heads, tokens.shape[1], dim)
+        for j in range(n_text):
+            k[0, :, j, j] = 1.0
+        for t in range(n_audio):
+            q[0, :, n_text + t, order[t * n_text // n_audio]] = 40.0
+        return q, k
+
+    forward = backbone._align_loss(batch, *attention(list(range(n_text))))
+    backward = backbone._align_loss(batch, *attention(list(reversed(range(n_text)))))
+    assert forward < 0.5 < backward
 
 
 def test_phoneme_model_saves_and_loads_back_as_phonemes(tmp_path):

@@ -56,5 +56,3 @@ def test_quick_suite_corpus_spec_is_pinned():
     # keeps its own pinned corpus in voxcpm2_reference.CORPUS, checked below).
     spec = CorpusSpec(n_train=40, n_validation=5, n_eval=6)
     assert spec.spec_hash() == "7e3c7d981b0e"
-
-
