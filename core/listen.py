@@ -51,6 +51,7 @@ from .leaderboard import (
 )
 from .records import (
     DONE_MARKER,
+    RUN_CONFIG_KEYS,
     SCHEMA_VERSION,
     atomic_folder,
     atomic_write_json,
@@ -659,23 +660,7 @@ def _two_way_ci(
 
 def _identity(run_dir: Path, skip: set[str]) -> dict[str, Any]:
     """The run-identity fields of an existing record of the run (or its config.json)."""
-    keys = (
-        "suite",
-        "suite_version",
-        "run_id",
-        "backbone",
-        "backbone_version",
-        "backbone_params",
-        "method",
-        "method_version",
-        "method_params",
-        "is_anchor",
-        "data_recipe",
-        "seed",
-        "trainable_params",
-        "total_params",
-        "adapter_bytes",
-    )
+    keys = (*RUN_CONFIG_KEYS, "trainable_params", "total_params", "adapter_bytes")
     for path in sorted((run_dir / "records").glob("*.json")):
         if path.stem in skip:
             continue

@@ -159,3 +159,20 @@ def _json_default(obj: Any) -> Any:
     except ImportError:  # pragma: no cover
         pass
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+# The fields that identify a run; every record and the run's config.json carry them.
+RUN_CONFIG_KEYS = (
+    "run_id",
+    "suite",
+    "suite_version",
+    "backbone",
+    "backbone_version",
+    "backbone_params",
+    "method",
+    "method_version",
+    "method_params",
+    "is_anchor",
+    "data_recipe",
+    "seed",
+)

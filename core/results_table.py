@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ConfigError, TTSAdaptError
-from .records import atomic_write_json, atomic_write_text
+from .records import RUN_CONFIG_KEYS, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pandas and the leaderboard are imported on use: the CLI starts fast
     import pandas as pd
@@ -448,20 +448,7 @@ def results_document(suite_dir: Path) -> dict[str, Any]:
     }
 
 
-_CONFIG_KEYS = (
-    "run_id",
-    "suite",
-    "suite_version",
-    "backbone",
-    "backbone_version",
-    "backbone_params",
-    "method",
-    "method_version",
-    "method_params",
-    "is_anchor",
-    "data_recipe",
-    "seed",
-)
+_CONFIG_KEYS = RUN_CONFIG_KEYS
 
 
 def write_results_json(suite_dir: Path, out: Path | None = None) -> Path:

@@ -7,21 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CHROMIUM, FLAGS
 from fake_results import make_results
 
 from ttsadapt.leaderboard import build_leaderboard
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.browser
 

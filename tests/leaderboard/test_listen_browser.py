@@ -11,24 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CHROMIUM
+from chromium import FLAGS as CHROMIUM_FLAGS
 from fake_results import add_audio, make_results
 from scripted_raters import Rater, answer_trial, true_quality
 
 from ttsadapt.leaderboard import build_leaderboard
 from ttsadapt.listen import export_test, import_ratings
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+FLAGS = [*CHROMIUM_FLAGS, "--autoplay-policy=no-user-gesture-required"]
 QUALITY = [3.0, 4.0, 3.5, 2.5]
 
 pytestmark = pytest.mark.browser

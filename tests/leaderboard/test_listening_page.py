@@ -14,21 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CHROMIUM, FLAGS
 from fake_results import add_audio, make_results
 
 from ttsadapt.leaderboard import build_leaderboard, transcript_diff
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _suite(root: Path):
