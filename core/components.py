@@ -273,6 +273,13 @@ class RunContext:
     progress: Callable[..., Any]  # progress(total=, desc=) -> tqdm-like
     dev_score: Callable[[Backbone], float] | None = None  # perceptual score on a small dev set
     dev_metric: str | None = None
+    # Training curves to experiment trackers (Accelerate's integration): None = TensorBoard when
+    # installed (offline, ``<run_dir>/tensorboard/``); a list chooses ("tensorboard", "wandb",
+    # "mlflow"), () turns tracking off. Not a run parameter: it never changes a run's id.
+    trackers: Sequence[str] | None = None
+    tracker_project: str = "ttsadapt"  # W&B project / MLflow experiment (e.g. the suite's name)
+    # the plugin manager's hook relay (``registry.pm.hook``): training-step observers
+    hooks: Any = None
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -80,3 +80,20 @@ def ttsadapt_leaderboard_written(suite: str, paths: dict[str, Any]) -> None:
     :param suite: the suite name.
     :param paths: ``{"md": Path, "csv": Path, "html": Path}``.
     """
+
+
+@hookspec
+def ttsadapt_training_step(run_id: str, step: int, values: dict[str, float]) -> None:
+    """Called by the shared training loop after each logged optimizer step.
+
+    A step is logged every ``log_every`` steps (a training parameter), and at the first and the
+    last; the call comes on the main process only (with several processes the values are already
+    averaged over them). The loop asks for this hook only when some plugin implements it, so an
+    unobserved run pays nothing.
+
+    :param run_id: the run's id (its folder's name under ``runs/``).
+    :param step: the optimizer step just taken (1-based).
+    :param values: a fresh dict of what ``curves.jsonl`` records for the step: ``train_loss`` and
+        the backbone's other ``train_*`` losses, ``lr``, ``grad_norm`` (when clipping) and
+        ``epoch``. Read it; the loop does not look at it again.
+    """

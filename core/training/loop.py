@@ -6,6 +6,12 @@ complete checkpoint, deterministic data order, a progress bar with the losses, c
 ``curves.jsonl`` (and ``curves.png``), and checkpoint selection by validation loss and by the
 runner's perceptual dev score.
 
+The same curve rows go to experiment trackers through Accelerate's integration
+(``Accelerator(log_with=…)``, ``init_trackers``, ``log``): TensorBoard by default, offline, in
+``<run_dir>/tensorboard/``; Weights & Biases or MLflow when installed and chosen
+(``RunContext.trackers``; not a run parameter, so the choice never changes a run's id). After each
+logged step the ``ttsadapt_training_step`` hook is called, when some plugin implements it.
+
 The backbone's own ``loss(batch)`` is called on ``backbone.module``. On one process the module is
 not wrapped. With several processes (``torchrun --nproc_per_node N`` or ``accelerate launch
 --num_processes N``, one process per GPU, or CPU processes with gloo) the module is prepared for
@@ -27,6 +33,7 @@ import contextlib
 import json
 import math
 import resource
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +62,56 @@ class TrainOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _make_accelerator(device: str, mixed_precision: str):
+# the experiment trackers a run may choose, with the package each needs
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TENSORBOARD_DIR = "tensorboard"  # <run_dir>/tensorboard/: TensorBoard's event files
+
+
+def _tracker_available(name: str) -> bool:
+    from accelerate.utils import is_mlflow_available, is_wandb_available
+
+    if name == "tensorboard":  # Accelerate's tracker writes through torch.utils.tensorboard
+        import importlib.util
+
+        return importlib.util.find_spec("tensorboard") is not None
+    return {"wandb": is_wandb_available, "mlflow": is_mlflow_available}[name]()
+
+
+def resolve_trackers(chosen: Sequence[str] | None, log: Any = None) -> list[str]:
+    """The trackers a run logs to: ``None`` = TensorBoard when installed; a list is checked (an
+    unknown name, or a chosen tracker whose package is missing, is a :class:`ConfigError`)."""
+    if chosen is None:
+        if _tracker_available("tensorboard"):
+            return ["tensorboard"]
+        if log is not None:
+            log.warning("tensorboard is not installed: training curves go to curves.jsonl only")
+        return []
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    names: list[str] = []
+    for name in chosen:
+        if name not in TRACKERS:
+            raise ConfigError(
+                f"unknown tracker {name!r}; known trackers: {', '.join(TRACKERS)} "
+                "(an empty list turns tracking off)"
+            )
+        if not _tracker_available(name):
+            raise ConfigError(
+                f"tracker {name!r} was chosen but the {TRACKERS[name]!r} package is not "
+                f"installed: pip install {TRACKERS[name]}"
+            )
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _make_accelerator(
+    device: str,
+    mixed_precision: str,
+    trackers: Sequence[str] = (),
+    run_dir: Path | None = None,
+    purge_step: int | None = None,
+):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
@@ -66,7 +122,18 @@ def _make_accelerator(device: str, mixed_precision: str):
         mixed_precision = "no"  # fp32 on CPU
     if PartialState._shared_state and PartialState().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=True)  # one run after another in-process
-    return Accelerator(cpu=not on_gpu, mixed_precision=mixed_precision)
+    log_with: list[Any] = []
+    for name in trackers:
+        if name == "tensorboard":  # an instance: its folder is <run_dir>/tensorboard, whatever
+            # the project is called; purge_step hides the steps a killed session logged past
+            # the checkpoint it resumes from
+            from accelerate.tracking import TensorBoardTracker
+
+            extra = {} if purge_step is None else {"purge_step": purge_step}
+            log_with.append(TensorBoardTracker(TENSORBOARD_DIR, str(run_dir), **extra))
+        else:
+            log_with.append(name)
+    return Accelerator(cpu=not on_gpu, mixed_precision=mixed_precision, log_with=log_with or None)
 
 
 def _pass_through(wrapped: torch.nn.Module) -> torch.nn.Module:
@@ -117,7 +184,19 @@ class Trainer:
         self.ctx = ctx
         self.log = ctx.logger
         seed_everything(ctx.seed, cfg.deterministic)
-        self.accelerator = _make_accelerator(str(ctx.device), cfg.mixed_precision)
+        self.run_id = Path(ctx.run_dir).name
+        self.trackers = resolve_trackers(ctx.trackers, self.log)
+        purge_step = None
+        if "tensorboard" in self.trackers and cfg.resume:
+            last = ckpt.last_resumable(Path(ctx.checkpoint_dir))
+            purge_step = None if last is None else last.step + 1
+        self.accelerator = _make_accelerator(
+            str(ctx.device), cfg.mixed_precision, self.trackers, Path(ctx.run_dir), purge_step
+        )
+        self._tracking = False  # trackers started (main process, in :meth:`fit`)
+        # the per-step hook, looked up once: None when no plugin implements it
+        step_hook = getattr(ctx.hooks, "ttsadapt_training_step", None)
+        self._step_hook = step_hook if step_hook is not None and step_hook.get_hookimpls() else None
         self.distributed = self.accelerator.num_processes > 1
         self.checkpoint_dir = Path(ctx.checkpoint_dir)  # read by every process, written by main
         if self.distributed:
@@ -272,6 +351,9 @@ class Trainer:
             row = {"step": step, "epoch": step * cfg.grad_accum / self.n_batches}
             row.update({("train_" + k if "loss" in k else k): v for k, v in values.items()})
             self._row(row)
+            if self._step_hook is not None and self.accelerator.is_main_process:
+                observed = {k: v for k, v in row.items() if k != "step"}
+                self._step_hook(run_id=self.run_id, step=step, values=observed)
             postfix = {"loss": f"{values['loss']:.4f}"}
             if self.checkpoints and self.checkpoints[-1].val_loss is not None:
                 postfix["val"] = f"{self.checkpoints[-1].val_loss:.4f}"
@@ -326,6 +408,45 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.curves_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row, sort_keys=True) + "\n")
+            if self._tracking:  # the numbers of the row, at its step
+                numbers = {
+                    k: v
+                    for k, v in row.items()
+                    if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+                }
+                self.accelerator.log(numbers, step=row["step"])
+
+    def _start_trackers(self, resumed: bool) -> None:
+        """Start the chosen trackers on the main process, with the training params as config."""
+        if not self.trackers or not self.accelerator.is_main_process:
+            return
+        tb_dir = Path(self.ctx.run_dir) / TENSORBOARD_DIR
+        if not resumed and tb_dir.exists():  # a fresh start: no curves of an earlier attempt
+            shutil.rmtree(tb_dir)
+        config = {
+            k: v
+            for k, v in self.cfg.model_dump().items()
+            if isinstance(v, bool | int | float | str)
+        }
+        config.update(run_id=self.run_id, backbone=self.backbone.name, seed=self.ctx.seed)
+        self.accelerator.init_trackers(
+            self.ctx.tracker_project,
+            config=config,
+            init_kwargs={
+                "wandb": {"name": self.run_id, "dir": str(self.ctx.run_dir)},
+                "mlflow": {"run_name": self.run_id},
+            },
+        )
+        self._tracking = True
+
+    def _finish_trackers(self) -> None:
+        # not accelerator.end_training(): that also ends the process group, which the runner
+        # still needs after training on several processes
+        if self._tracking:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers = []
+            self._tracking = False
 
     def _plot_curves(self) -> None:
         try:
@@ -473,6 +594,7 @@ class Trainer:
         self._bar_n = 0
         self._sync_bar(bar)
         try:
+            self._start_trackers(resumed_from is not None)
             while self.step_idx < cfg.max_steps:
                 values = self.step()
                 self.after_step(values, bar)
@@ -496,6 +618,7 @@ class Trainer:
                         )
                     self._save(val_loss, dev)
         finally:
+            self._finish_trackers()
             self._sync_bar(bar)
             if hasattr(bar, "close"):
                 bar.close()
