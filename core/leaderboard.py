@@ -350,18 +350,21 @@ def _load_record(
         else os.path.isfile(scores_path)
     ):
         loaded.scores[(run_id, metric)] = _load_scores(scores_path, order)
-    system = _canon(
-        [
-            record.get("backbone"),
-            record.get("backbone_version"),
-            record.get("backbone_params"),
-            record.get("method"),
-            record.get("method_version"),
-            record.get("method_params"),
-            record.get("data_recipe"),
-        ]
-    )
+    identity = [
+        record.get("backbone"),
+        record.get("backbone_version"),
+        record.get("backbone_params"),
+        record.get("method"),
+        record.get("method_version"),
+        record.get("method_params"),
+        record.get("data_recipe"),
+    ]
+    settings = record.get("synthesis_settings") or {}
+    if settings:  # a [synthesis] setting is part of the system (records without one: unchanged)
+        identity.append({"synthesis": settings})
+    system = _canon(identity)
     base = {
+        "synthesis": _params_text(settings),
         "run_id": record.get("run_id", run_id),
         "system": system,
         "backbone": record.get("backbone"),
@@ -575,6 +578,9 @@ def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) ->
         name: runs[name].to_numpy()
         for name in ("run_id", "backbone", "method", "method_params", "data_recipe", "is_anchor")
     }
+    col["synthesis"] = (
+        runs["synthesis"].to_numpy() if "synthesis" in runs else np.full(len(runs), "", object)
+    )
     for name in ("trainable_params", "total_params", "adapter_bytes"):
         col[name] = pd.to_numeric(runs[name], errors="coerce").to_numpy(float, na_value=np.nan)
     seeds_all = runs["seed"].to_numpy()
@@ -598,6 +604,8 @@ def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) ->
         label = f"{col['backbone'][first]} / {col['method'][first]}"
         label += f" ({short})" if short else ""
         label += f" / {recipe}" if recipe else ""
+        synthesis = col["synthesis"][first] or ""
+        label += f" / {synthesis}" if synthesis else ""
         trainable = _median(col["trainable_params"][where])
         total = _median(col["total_params"][where])
         run_ids = list(col["run_id"][where])
@@ -613,6 +621,7 @@ def _systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) ->
                 "method_params": params,
                 "data_recipe": recipe,
                 "is_anchor": bool(col["is_anchor"][first]),
+                "synthesis": synthesis,
                 "seeds": ", ".join(str(s) for s in sorted(seeds)),
                 "n_seeds": len(seeds),
                 "n_runs": len(where),
@@ -870,13 +879,20 @@ def summarise(
     ):
         runs_of.setdefault(system, []).append((rid, run_seed))
     anchors: dict[Any, str] = {}
+    # with a [synthesis] sweep each setting has its own anchor: a system's deltas are to the
+    # anchor decoded the same way (else to its backbone's first anchor)
+    setting_anchors: dict[tuple[Any, str], str] = {}
     for row in systems[systems["is_anchor"]].itertuples():
+        setting_anchors.setdefault((row.backbone, row.synthesis), row.system)
         if row.backbone in anchors:
+            if row.synthesis:
+                continue
             notes.append(
                 f"backbone {row.backbone} has several anchor systems; deltas use {anchors[row.backbone]}"
             )
             continue
         anchors[row.backbone] = row.system
+    synthesis_of = dict(zip(systems["system"], systems["synthesis"]))
     for bb in sorted(set(systems["backbone"]) - set(anchors), key=str):
         notes.append(f"backbone {bb} has no zero-shot anchor run: no deltas for its systems")
 
@@ -893,7 +909,9 @@ def summarise(
         groups.setdefault((k.system, k.metric), []).append(i)
     stats: list[_Pooled | None] = [None] * len(key_rows)
     for (system, metric), where in groups.items():  # all outputs of a metric at once
-        anchor = anchors.get(backbone_of[system])
+        anchor = setting_anchors.get(
+            (backbone_of[system], synthesis_of[system]), anchors.get(backbone_of[system])
+        )
         anchor_runs = runs_of[anchor] if anchor and anchor != system else []
         outputs = [key_rows[i].output for i in where]
         for i, st in zip(

@@ -17,7 +17,9 @@ redoes every run from scratch.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
 import time
 import traceback
 from collections import Counter
@@ -154,6 +156,8 @@ class SuiteRunner:
         if self.overwrite == "always":
             for run in todo:
                 self.store.remove(run.run_id)
+                if run.synthesis:  # its shared training is redone too (by the first of its runs)
+                    self.store.remove_trained(run.train_id)
         executor = executor or LocalExecutor()
 
         def one(run: Run) -> RunOutcome:
@@ -446,43 +450,24 @@ class SuiteRunner:
             drops = self._manifest_drops()
             self._write_drops(run_dir, summary, drops)
             t = time.perf_counter()
-            if method.trains:
-                data, report, recipe_drops = self.training_data(run, backbone, logger)
-                summary["data"]["training"] = report
-                drops += recipe_drops
-                self._write_drops(run_dir, summary, drops)
+            if self._shares_training(run, backbone, method):
+                self._adapt_shared(run, run_dir, backbone, method, summary, drops, logger)
             else:
-                data = TrainingData([], [])
-            ctx = RunContext(
-                run_dir=run_dir,
-                seed=run.seed,
-                device=self.device,
-                logger=logger,
-                progress=_progress,
-                dev_score=self._dev_scorer(data.validation) if method.trains else None,
-                dev_metric=self.suite.spec.evaluation.dev_metric,
-            )
-            try:
-                result = method.adapt(backbone, data, ctx)
-            finally:  # what the backbone set aside is counted even when training fails
-                if method.trains:
-                    drops += self._backbone_drops(backbone, data, report, logger)
-                    self._write_drops(run_dir, summary, drops)
+                result = self._adapt(
+                    run, run_dir, run_dir, backbone, method, summary, drops, logger
+                )
+                self._save_adapt_result(run_dir, backbone, method, result, logger)
+                summary["adapt"] = _adapt_summary(result)
             timings["adapt_s"] = time.perf_counter() - t
-            self._save_adapt_result(run_dir, backbone, method, result, logger)
-            summary["adapt"] = {
-                "trainable_params": result.trainable_params,
-                "total_params": result.total_params,
-                "adapter_bytes": result.adapter_bytes,
-                "selected": result.selected,
-                "stats": result.stats,
-            }
             t = time.perf_counter()
-            items, synth_rows = self._synthesize(backbone, eval_set, run_dir, logger)
+            items, synth_rows = self._synthesize(
+                backbone, eval_set, run_dir, logger, settings=run.synthesis
+            )
             timings["synth_s"] = time.perf_counter() - t
             del backbone
             t = time.perf_counter()
             records = self._score_and_record(run, run_dir, items, synth_rows, summary, run.metrics)
+            records.append(self._record_latency(run, run_dir, items, synth_rows, summary))
             timings["score_s"] = time.perf_counter() - t
         except Exception as exc:  # noqa: BLE001 - a failing run is recorded, the suite goes on
             status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -503,6 +488,158 @@ class SuiteRunner:
             logger.removeHandler(h)
             h.close()
         return status, error
+
+    def _adapt(
+        self,
+        run: Run,
+        run_dir: Path,
+        work_dir: Path,
+        backbone: Backbone,
+        method: Method,
+        summary: dict[str, Any],
+        drops: list[dict[str, Any]],
+        logger: logging.Logger,
+    ) -> AdaptResult:
+        """Prepare the training data and let the method adapt the backbone; the method works in
+        ``work_dir`` (its checkpoints, its files). ``drops`` grows by the clips set aside."""
+        report: dict[str, Any] = {}
+        if method.trains:
+            data, report, recipe_drops = self.training_data(run, backbone, logger)
+            summary["data"]["training"] = report
+            drops += recipe_drops
+            self._write_drops(run_dir, summary, drops)
+        else:
+            data = TrainingData([], [])
+        ctx = RunContext(
+            run_dir=work_dir,
+            seed=run.seed,
+            device=self.device,
+            logger=logger,
+            progress=_progress,
+            dev_score=self._dev_scorer(data.validation) if method.trains else None,
+            dev_metric=self.suite.spec.evaluation.dev_metric,
+        )
+        try:
+            return method.adapt(backbone, data, ctx)
+        finally:  # what the backbone set aside is counted even when training fails
+            if method.trains:
+                drops += self._backbone_drops(backbone, data, report, logger)
+                self._write_drops(run_dir, summary, drops)
+
+    @staticmethod
+    def _shares_training(run: Run, backbone: Backbone, method: Method) -> bool:
+        """A run with a synthesis setting trains once per ``train_id`` when its backbone can save
+        and load adapters; other runs train in their own folder, as always."""
+        cls = type(backbone)
+        return bool(
+            run.synthesis
+            and method.trains
+            and cls.save_adapter is not Backbone.save_adapter
+            and cls.load_adapter is not Backbone.load_adapter
+        )
+
+    def _adapt_shared(
+        self,
+        run: Run,
+        run_dir: Path,
+        backbone: Backbone,
+        method: Method,
+        summary: dict[str, Any],
+        drops: list[dict[str, Any]],
+        logger: logging.Logger,
+    ) -> None:
+        """Adapt once per training identity: the first run of a ``train_id`` trains in
+        ``trained/<train_id>/`` and saves the adapter there; every other run (another synthesis
+        setting, now or in a later session) loads that adapter instead of training. The run
+        folder gets the training's ``checkpoints.json`` and ``curves.jsonl``, an ``adapter`` link
+        to the shared adapter and ``run.json``'s ``training``: {train_id, dir, reused}."""
+        with self.store.claim_trained(run.train_id) as trained_dir:
+            info = self.store.trained_info(run.train_id)
+            reused = info is not None
+            if info is None:
+                logger.info("training %s in %s", run.train_id, trained_dir)
+                self.store.reset_trained(run.train_id)
+                result = self._adapt(
+                    run, run_dir, trained_dir, backbone, method, summary, drops, logger
+                )
+                self._save_adapt_result(trained_dir, backbone, method, result, logger)
+                summary["adapt"] = _adapt_summary(result)
+                if (trained_dir / "adapter").is_dir():
+                    info = {
+                        "train_id": run.train_id,
+                        "trained_by": run.run_id,
+                        "adapt": summary["adapt"],
+                        "data": summary["data"],
+                        "drops": drops,
+                    }
+                    self.store.mark_trained(trained_dir, info)
+                else:
+                    logger.warning("no adapter saved: runs of %s will train again", run.train_id)
+            else:
+                logger.info("reusing the adapter trained for %s (no training)", run.train_id)
+                backbone.load_adapter(trained_dir / "adapter")
+                summary["adapt"] = info["adapt"]
+                if "training" in (info.get("data") or {}):
+                    summary["data"]["training"] = info["data"]["training"]
+                drops[:] = info["drops"]
+                self._write_drops(run_dir, summary, drops)
+            for name in ("checkpoints.json", "curves.jsonl"):
+                if (trained_dir / name).is_file():
+                    shutil.copyfile(trained_dir / name, run_dir / name)
+        link = run_dir / "adapter"
+        if (trained_dir / "adapter").is_dir() and not link.exists():
+            link.symlink_to(os.path.relpath(trained_dir / "adapter", run_dir))
+        summary["training"] = {
+            "train_id": run.train_id,
+            "dir": os.path.relpath(trained_dir, self.store.suite_dir),
+            "reused": reused,
+        }
+
+    def _record_latency(
+        self,
+        run: Run,
+        run_dir: Path,
+        items: list[EvalItem],
+        synth_rows: list[dict[str, Any]],
+        summary: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The ``latency`` record and its per-utterance rows, from the synthesis timings."""
+        from .latency import LATENCY, LatencyMetric, latency_values
+
+        metric = LatencyMetric()
+        meta = {it.id: it for it in items}
+        scores = []
+        for row in synth_rows:
+            values = {} if row.get("error") else latency_values(row)
+            error = row.get("error") or (None if values else "not measured")
+            scores.append(ItemScore(row["item"], values if error is None else {}, error=error))
+        measured = {k for sc in scores for k in sc.values}
+        # an output nothing measured (peak_gpu_mb on CPU) is left out, not shown empty
+        metric.outputs = (
+            tuple(o for o in LatencyMetric.outputs if o.name in measured)
+            or (LatencyMetric.outputs[:1])
+        )
+        atomic_write_jsonl(
+            run_dir / "scores" / f"{LATENCY}.jsonl",
+            (
+                {
+                    "item": sc.id,
+                    "speaker": meta[sc.id].speaker if sc.id in meta else None,
+                    "language": meta[sc.id].language if sc.id in meta else None,
+                    "values": sc.values,
+                    "error": sc.error,
+                }
+                for sc in scores
+            ),
+        )
+        spec = {
+            "params": {"device": self.device, "batch_size": self.suite.spec.evaluation.batch_size}
+        }
+        record = build_record(
+            run, metric, spec, scores, summary.get("adapt", {}), summary["provenance"]
+        )
+        atomic_write_json(run_dir / "records" / f"{LATENCY}.json", record)
+        return record
 
     def _dev_scorer(self, validation: list[Clip]):
         spec = self.suite.spec.evaluation
@@ -548,9 +685,24 @@ class SuiteRunner:
     # ------------------------------------------------------------------ synthesis
 
     def _synthesize(
-        self, backbone: Backbone, eval_set: EvalSet, run_dir: Path | None, logger
+        self,
+        backbone: Backbone,
+        eval_set: EvalSet,
+        run_dir: Path | None,
+        logger,
+        settings: dict[str, Any] | None = None,
     ) -> tuple[list[EvalItem], list[dict[str, Any]]]:
-        """Speak every evaluation clip; a failing item gets an empty item with its error."""
+        """Speak every evaluation clip with the run's synthesis ``settings``; a failing item gets
+        an empty item with its error. Each ``synthesize`` call is timed (see
+        :mod:`ttsadapt.latency`): every row of ``synthesis.jsonl`` carries its utterance's
+        ``synth_s``, ``rtf``, ``first_audio_s``, ``peak_rss_mb`` and ``peak_gpu_mb``."""
+        from .latency import measure
+
+        def speak(reqs: list[SynthesisRequest]) -> list[Any]:
+            if settings:
+                return list(backbone.synthesize(reqs, dict(settings)))
+            return list(backbone.synthesize(reqs))
+
         spec = self.suite.spec.evaluation
         items: list[EvalItem] = []
         rows: list[dict[str, Any]] = []
@@ -565,25 +717,27 @@ class SuiteRunner:
         for start in range(0, len(eval_set.clips), spec.batch_size):
             batch = eval_set.clips[start : start + spec.batch_size]
             requests = [self._request(c, eval_set, sr) for c in batch]
-            t = time.perf_counter()
             try:
-                audios: list[Any] = list(backbone.synthesize(requests))
-                per_item = [(time.perf_counter() - t) / max(len(batch), 1)] * len(batch)
+                with measure(self.device) as cost:
+                    audios: list[Any] = speak(requests)
+                per_item = [cost.wall_s / max(len(batch), 1)] * len(batch)
+                costs = [cost] * len(batch)
                 errors: list[str | None] = [None] * len(batch)
             except Exception as exc:  # noqa: BLE001 - retry one by one to isolate the bad item
                 if logger:
                     logger.warning("batch synthesis failed (%s); retrying item by item", exc)
-                audios, per_item, errors = [], [], []
+                audios, per_item, errors, costs = [], [], [], []
                 for req in requests:
-                    t1 = time.perf_counter()
                     try:
-                        audios.append(backbone.synthesize([req])[0])
+                        with measure(self.device) as cost:
+                            audios.append(speak([req])[0])
                         errors.append(None)
                     except Exception as item_exc:  # noqa: BLE001
                         audios.append(None)
                         errors.append(f"synthesis failed: {type(item_exc).__name__}: {item_exc}")
-                    per_item.append(time.perf_counter() - t1)
-            for clip, audio, seconds, err in zip(batch, audios, per_item, errors):
+                    per_item.append(cost.wall_s)
+                    costs.append(cost)
+            for clip, audio, seconds, cost, err in zip(batch, audios, per_item, costs, errors):
                 if err is None:
                     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
                     if audio.size == 0 or not np.isfinite(audio).all():
@@ -597,6 +751,9 @@ class SuiteRunner:
                     "duration_s": duration,
                     "synth_s": seconds,
                     "rtf": (seconds / duration) if duration > 0 else None,
+                    "first_audio_s": cost.wall_s if err is None else None,
+                    "peak_rss_mb": cost.peak_rss_mb,
+                    "peak_gpu_mb": cost.peak_gpu_mb,
                     "error": err,
                 }
                 if err is None and run_dir is not None:
@@ -770,6 +927,9 @@ def build_record(
         "is_anchor": run.is_anchor,
         "data_recipe": run.data_recipe,
         "seed": run.seed,
+        # the [synthesis] setting ({}: the backbone's defaults) and the training it evaluates
+        "synthesis_settings": run.synthesis,
+        "train_id": run.train_id or run.run_id,
         "metric": metric.name,
         "metric_version": metric.version,
         "metric_params": metric_spec["params"],
@@ -786,6 +946,16 @@ def build_record(
         "adapter_bytes": adapt.get("adapter_bytes", 0),
         "status": "ok",
         "provenance": prov,
+    }
+
+
+def _adapt_summary(result: AdaptResult) -> dict[str, Any]:
+    return {
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
+        "adapter_bytes": result.adapter_bytes,
+        "selected": result.selected,
+        "stats": result.stats,
     }
 
 

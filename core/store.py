@@ -32,6 +32,7 @@ from .errors import TTSAdaptError
 from .records import DONE_MARKER, SCHEMA_VERSION, atomic_write_json, atomic_write_text
 
 KEEP_ON_RESUME = ("checkpoints",)
+TRAINED_MARKER = "TRAINED"  # last file of a shared training folder: {"train_id", "adapt", ...}
 
 
 class RunLockedError(TTSAdaptError):
@@ -53,6 +54,8 @@ class RunStore:
         self.suite = suite
         self.suite_dir = self.results / suite
         self.runs_dir = self.suite_dir / "runs"
+        # shared training of runs that differ only in their [synthesis] setting, by train_id
+        self.trained_root = self.suite_dir / "trained"
         self.rank = follower_rank()
         # where a non-zero rank writes what the runner would write (never read back)
         self.scratch = (
@@ -150,6 +153,10 @@ class RunStore:
     def reset(self, run_id: str, keep: Iterable[str] = KEEP_ON_RESUME) -> Path:
         """Empty a run folder before (re)running it, keeping ``keep`` (training checkpoints)."""
         run_dir = self.run_dir(run_id) if self.scratch is None else self._scratch_dir(run_id)
+        return self._clear(run_dir, keep)
+
+    @staticmethod
+    def _clear(run_dir: Path, keep: Iterable[str]) -> Path:
         if run_dir.exists():
             keep = set(keep)
             # the DONE marker goes first so a kill during the reset leaves a "partial" run
@@ -168,6 +175,47 @@ class RunStore:
     def remove(self, run_id: str) -> None:
         if self.scratch is None:
             shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # ------------------------------------------------------------------ shared training
+
+    def trained_dir(self, train_id: str) -> Path:
+        """``trained/<train_id>/``: the adapter (and checkpoints, curves) that every run of one
+        training identity evaluates, whatever its synthesis setting (a follower rank: scratch)."""
+        if self.scratch is not None:
+            return self.scratch.parent / "trained" / train_id
+        return self.trained_root / train_id
+
+    @contextlib.contextmanager
+    def claim_trained(self, train_id: str) -> Iterator[Path]:
+        """Hold ``trained/<train_id>.lock`` (waiting for it: a second run of the same training
+        waits for the first to finish training, then reuses its adapter)."""
+        path = self.trained_dir(train_id)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.scratch is not None:
+            yield path
+            return
+        with open(self.trained_root / f"{train_id}.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield path
+
+    def trained_info(self, train_id: str) -> dict[str, Any] | None:
+        """What the finished shared training wrote in its marker, or None when it is not done."""
+        try:
+            return json.loads((self.trained_dir(train_id) / TRAINED_MARKER).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def reset_trained(self, train_id: str, keep: Iterable[str] = KEEP_ON_RESUME) -> Path:
+        """Empty an unfinished shared training folder, keeping its checkpoints (resume)."""
+        return self._clear(self.trained_dir(train_id), keep)
+
+    @staticmethod
+    def mark_trained(trained_dir: Path, info: dict[str, Any]) -> None:
+        atomic_write_json(trained_dir / TRAINED_MARKER, info)
+
+    def remove_trained(self, train_id: str) -> None:
+        if self.scratch is None:
+            shutil.rmtree(self.trained_dir(train_id), ignore_errors=True)
 
     def _scratch_dir(self, run_id: str) -> Path:
         assert self.scratch is not None

@@ -5,6 +5,14 @@ A suite names its corpus, data recipes, backbones, methods (a list-valued parame
 metrics, seeds, evaluation set, and the zero-shot anchor every leaderboard compares against.
 A run's id is a hash of its fully resolved config, so editing a default or bumping a component's
 version makes new runs instead of silently reusing old ones.
+
+A ``[synthesis]`` table evaluates each adapted checkpoint several ways: its list-valued keys are a
+sweep of decoding settings (``temperature = [0.7, 1.0]``), each backbone validates them
+(``Backbone.resolve_synthesis``). A run is then a training identity × one synthesis setting: its
+``train_id`` hashes what training depends on (backbone, method, data, seed: what the run id hashes
+without a ``[synthesis]`` table) and its ``run_id`` adds the setting, so adding a setting makes new
+runs that reuse the trained adapter (``results/<suite>/trained/<train_id>/``) instead of retraining.
+A suite without a ``[synthesis]`` table plans exactly the run ids it always did.
 """
 
 from __future__ import annotations
@@ -81,6 +89,11 @@ class SuiteFile(_Strict):
     methods: list[ComponentSpec] = Field(min_length=1)
     metrics: list[ComponentSpec] = Field(min_length=1)
     resources: ResourcesSection | None = None
+    synthesis: dict[str, Any] = Field(
+        default_factory=dict,
+        description="decoding settings each run is evaluated with; a list-valued key is a sweep "
+        "(the same trained checkpoint, synthesised once per value)",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -109,6 +122,11 @@ class Run:
     seed: int
     metrics: list[dict[str, Any]] = field(default_factory=list)  # name, version, params
     swept: tuple[str, ...] = ()  # parameter names that vary across the suite (shown in labels)
+    # the [synthesis] setting this run is evaluated with ({}: the backbone's own defaults)
+    synthesis: dict[str, Any] = field(default_factory=dict)
+    # what training depends on, hashed: runs differing only in their synthesis setting share it
+    # (and their trained adapter); equal to run_id for a suite without a [synthesis] table
+    train_id: str = ""
 
     def config(self) -> dict[str, Any]:
         return {
@@ -126,6 +144,8 @@ class Run:
             "recipe": self.recipe,
             "seed": self.seed,
             "metrics": self.metrics,
+            "synthesis_settings": self.synthesis,
+            "train_id": self.train_id or self.run_id,
         }
 
     def label(self) -> str:
@@ -133,7 +153,13 @@ class Run:
         params = ",".join(f"{k}={shown[k]}" for k in self.swept if k in shown)
         method = f"{self.method}({params})" if params else self.method
         data = f" on {self.data_recipe}" if self.data_recipe else ""
-        return f"{self.backbone} · {method}{data} · seed {self.seed}"
+        setting = f" · {synthesis_text(self.synthesis)}" if self.synthesis else ""
+        return f"{self.backbone} · {method}{data}{setting} · seed {self.seed}"
+
+
+def synthesis_text(settings: dict[str, Any]) -> str:
+    """``temperature=0.7, top_k=20``: a synthesis setting as labels show it (keys sorted)."""
+    return ", ".join(f"{k}={settings[k]}" for k in sorted(settings))
 
 
 @dataclass
@@ -326,12 +352,16 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
         for i, m in enumerate(spec.methods)
         for r in _resolve_component(registry, "method", m, path, f"methods[{i}]")
     ]
+    settings_by_backbone = [
+        _resolve_synthesis(path, spec.synthesis, bcls) for bcls, _, _ in backbones
+    ]
     corpus = spec.corpus.model_dump(exclude_none=True)
     runs: list[Run] = []
     ids: set[str] = set()
-    for (bcls, bparams, bswept), (mcls, mparams, mswept), seed in itertools.product(
-        backbones, methods, spec.seeds
+    for b_i, (mcls, mparams, mswept), seed in itertools.product(
+        range(len(backbones)), methods, spec.seeds
     ):
+        bcls, bparams, bswept = backbones[b_i]
         is_anchor = mcls.name == spec.anchor
         if mcls.trains:
             if not recipes:
@@ -352,26 +382,67 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
                 "recipe": recipe,
                 "seed": seed,
             }
-            run_id = f"{bcls.name}-{mcls.name}-{canonical_hash(identity)}"
-            if run_id in ids:
-                continue
-            ids.add(run_id)
-            run = Run(
-                run_id=run_id,
-                suite=spec.name,
-                suite_version=spec.version,
-                backbone=bcls.name,
-                backbone_version=bcls.version,
-                backbone_params=bparams,
-                method=mcls.name,
-                method_version=mcls.version,
-                method_params=mparams,
-                is_anchor=is_anchor,
-                data_recipe=recipe_name,
-                recipe=recipe,
-                seed=seed,
-                metrics=metrics,
-            )
-            run.swept = tuple(bswept) + tuple(mswept)
-            runs.append(run)
+            train_id = f"{bcls.name}-{mcls.name}-{canonical_hash(identity)}"
+            for setting in settings_by_backbone[b_i]:
+                run_id = train_id
+                if setting is not None:  # a [synthesis] table: the setting is part of the run
+                    run_id = f"{bcls.name}-{mcls.name}-" + canonical_hash(
+                        {**identity, "synthesis": setting}
+                    )
+                if run_id in ids:
+                    continue
+                ids.add(run_id)
+                run = Run(
+                    run_id=run_id,
+                    suite=spec.name,
+                    suite_version=spec.version,
+                    backbone=bcls.name,
+                    backbone_version=bcls.version,
+                    backbone_params=bparams,
+                    method=mcls.name,
+                    method_version=mcls.version,
+                    method_params=mparams,
+                    is_anchor=is_anchor,
+                    data_recipe=recipe_name,
+                    recipe=recipe,
+                    seed=seed,
+                    metrics=metrics,
+                    synthesis=setting or {},
+                    train_id=train_id,
+                )
+                run.swept = tuple(bswept) + tuple(mswept)
+                runs.append(run)
     return runs
+
+
+def _resolve_synthesis(
+    path: Path, table: dict[str, Any], bcls: type
+) -> list[dict[str, Any] | None]:
+    """Each setting of the ``[synthesis]`` sweep as backbone ``bcls`` resolves it; ``[None]``
+    (the backbone's defaults, run ids as without the table) when the suite has no table."""
+    if not table:
+        return [None]
+    try:
+        combos, _ = expand_sweep(table)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: field synthesis: {exc}") from None
+    resolve = getattr(bcls, "resolve_synthesis", None)
+    if resolve is None:
+        raise ConfigError(
+            f"{path}: field synthesis: backbone {bcls.name!r} declares no synthesis settings "
+            "(it has no resolve_synthesis); remove the [synthesis] table"
+        )
+    out = []
+    for combo in combos:
+        combo = {
+            k: (v[0] if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) else v)
+            for k, v in combo.items()
+        }
+        try:
+            out.append(resolve(combo))
+        except ValidationError as exc:
+            msg = _validation_message(path, "synthesis", exc)
+            raise ConfigError(f"{msg} (backbone {bcls.name!r})") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: field synthesis: {exc}") from None
+    return out

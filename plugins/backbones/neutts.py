@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ttsadapt.components import Backbone, Params
 from ttsadapt.errors import ConfigError, ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip, SynthesisRequest
 
+from ._int8 import Int8Cache, require_cpu
 from ._neutts_phonemes import phonemize
 from ._neutts_tokenizer import PromptIds, build_tiny_tokenizer
 
@@ -83,6 +84,21 @@ class NeuTTSParams(Params):
     tiny_seed: int = Field(0, description="seed of the tiny model's random weights")
 
 
+class NeuTTSSynthesis(BaseModel):
+    """The decoding settings a suite's ``[synthesis]`` table (or a ``synthesize`` call) may set;
+    unset ones fall back to the backbone's params."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    temperature: float | None = Field(None, gt=0, description="sampling temperature")
+    top_k: int | None = Field(None, ge=0, description="top-k sampling (0: off)")
+    min_new_tokens: int | None = Field(None, ge=0, description="speech tokens before end")
+    max_length: int | None = Field(None, ge=16, description="prompt + generated tokens")
+    batch_size: int | None = Field(None, ge=1, description="requests sampled together")
+    int8: bool = Field(
+        False, description="generate with a dynamically int8-quantised copy of the LM (CPU)"
+    )
+
+
 class NeuTTS(Backbone):
     name = "neutts"
     version = "1"
@@ -101,6 +117,7 @@ class NeuTTS(Backbone):
         self.device = "cpu"
         self._codec = None
         self.prepare_errors: list[tuple[str, str]] = []
+        self._int8 = Int8Cache()
 
     # ------------------------------------------------------------------ loading
 
@@ -365,6 +382,12 @@ class NeuTTS(Backbone):
 
     # ------------------------------------------------------------------ synthesis
 
+    @classmethod
+    def resolve_synthesis(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The given decoding settings, validated (``pydantic.ValidationError`` on an unknown key
+        or a bad value); only the keys given are returned."""
+        return NeuTTSSynthesis.model_validate(settings).model_dump(exclude_unset=True)
+
     def decoding_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         p = self.params
         merged = {
@@ -373,14 +396,29 @@ class NeuTTS(Backbone):
             "min_new_tokens": p.min_new_tokens,
             "max_length": p.max_length,
             "batch_size": p.synthesis_batch_size,
+            "int8": False,
         }
-        unknown = set(settings or {}) - set(merged)
-        if unknown:
+        try:
+            given = self.resolve_synthesis(dict(settings or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                raise ConfigError(
+                    f"unknown neutts decoding settings [{where!r}]; known: {sorted(merged)}"
+                ) from None
             raise ConfigError(
-                f"unknown neutts decoding settings {sorted(unknown)}; known: {sorted(merged)}"
-            )
-        merged.update(settings or {})
+                f"neutts decoding setting {where!r}: {err['msg']} (got {err.get('input')!r})"
+            ) from None
+        merged.update({k: v for k, v in given.items() if v is not None})
         return merged
+
+    def _lm(self, s: dict[str, Any]):
+        """The LM that generates: the live one, or its int8 copy (``int8`` setting)."""
+        if not s["int8"]:
+            return self.module
+        require_cpu(self.name, self.device)
+        return self._int8.get(self.module, [""])
 
     def _prompt_for(self, request: SynthesisRequest) -> list[int]:
         text = self.phonemes(request.text, request.language)
@@ -413,7 +451,8 @@ class NeuTTS(Backbone):
 
         s = self.decoding_settings(settings)
         self.module.eval()
-        device = self.module.get_input_embeddings().weight.device
+        lm = self._lm(s)
+        device = "cpu" if s["int8"] else self.module.get_input_embeddings().weight.device
         prompts = []
         for request in requests:
             prompt = self._prompt_for(request)
@@ -433,7 +472,7 @@ class NeuTTS(Backbone):
             for row, prompt in enumerate(chunk):
                 ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
                 mask[row, width - len(prompt) :] = 1
-            out = self.module.generate(
+            out = lm.generate(
                 ids.to(device),
                 attention_mask=mask.to(device),
                 max_length=s["max_length"],

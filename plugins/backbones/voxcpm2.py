@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ttsadapt.components import Backbone, Params
 from ttsadapt.errors import ConfigError, DataError, ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip, SynthesisRequest
+
+from ._int8 import Int8Cache, require_cpu
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,25 @@ class VoxCPM2Params(Params):
     language_tags: bool = True
 
 
+class VoxCPM2Synthesis(BaseModel):
+    """The decoding settings a suite's ``[synthesis]`` table (or a ``synthesize`` call) may set;
+    unset ones fall back to the backbone's params."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    mode: Mode | None = Field(None, description="prompting mode")
+    cfg_value: float | None = Field(None, ge=0, description="classifier-free guidance scale")
+    inference_timesteps: int | None = Field(None, ge=1, description="flow-matching ODE steps")
+    min_len: int | None = Field(None, ge=0)
+    max_len: int | None = Field(None, ge=1)
+    max_len_ratio: float | None = Field(None, gt=0)
+    int8: bool = Field(
+        False, description="base_lm and residual_lm dynamically int8-quantised, on a copy (CPU)"
+    )
+
+
+INT8_SUBMODULES = ("base_lm", "residual_lm")
+
+
 class VoxCPM2Backbone(Backbone):
     """VoxCPM2: MiniCPM-4 LM + residual LM + LocEnc/LocDiT flow-matching decoder + codec."""
 
@@ -98,6 +119,7 @@ class VoxCPM2Backbone(Backbone):
         # every clip any prepare call set aside, as (clip id, reason): the runner counts these
         self.prepare_errors: list[tuple[str, str]] = []
         self.last_synthesis_notes: list[tuple[str, str]] = []
+        self._int8 = Int8Cache()
 
     # ------------------------------------------------------------------ loading
     def _codec_kind(self) -> str:
@@ -470,30 +492,42 @@ class VoxCPM2Backbone(Backbone):
         write_audio(path, audio, module._encode_sample_rate)
         return str(path)
 
+    @classmethod
+    def resolve_synthesis(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The given decoding settings, validated (``pydantic.ValidationError`` on an unknown key
+        or a bad value); only the keys given are returned."""
+        return VoxCPM2Synthesis.model_validate(settings).model_dump(exclude_unset=True)
+
     def synthesize(
         self, requests: Sequence[SynthesisRequest], settings: dict[str, Any] | None = None
     ) -> list[np.ndarray]:
         """voxcpm's ``generate`` per request. ``settings`` may override ``mode``, ``cfg_value``,
-        ``inference_timesteps``, ``min_len``, ``max_len``, ``max_len_ratio``. A request missing
+        ``inference_timesteps``, ``min_len``, ``max_len``, ``max_len_ratio``; ``int8 = true``
+        generates with base_lm and residual_lm dynamically quantised (on a copy). A request missing
         the prompt its mode needs falls back (continuation → clone → plain), noted in
         ``last_synthesis_notes``."""
         import torch
 
         module = self._require_loaded()
-        allowed = {
-            "mode",
-            "cfg_value",
-            "inference_timesteps",
-            "min_len",
-            "max_len",
-            "max_len_ratio",
-        }
-        settings = dict(settings or {})
-        unknown = set(settings) - allowed
-        if unknown:
+        try:
+            given = self.resolve_synthesis(dict(settings or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            known = sorted(VoxCPM2Synthesis.model_fields)
+            if err["type"] == "extra_forbidden":
+                raise ConfigError(
+                    f"unknown voxcpm2 decoding settings [{where!r}]; known: {known}"
+                ) from None
             raise ConfigError(
-                f"unknown voxcpm2 decoding settings {sorted(unknown)}; known: {sorted(allowed)}"
-            )
+                f"voxcpm2 decoding setting {where!r}: {err['msg']} (got {err.get('input')!r})"
+            ) from None
+        int8 = bool(given.pop("int8", False))
+        settings = {k: v for k, v in given.items() if v is not None}
+        generator = module
+        if int8:
+            require_cpu(self.name, self.device)
+            generator = self._int8.get(module, INT8_SUBMODULES)
         s = self.params.model_copy(update=settings)
         was_training = module.training
         module.eval()
@@ -517,7 +551,7 @@ class VoxCPM2Backbone(Backbone):
                         kwargs["prompt_text"] += " "
                     else:
                         target = self._model_text(target, req.language)
-                    wav = module.generate(
+                    wav = generator.generate(
                         target_text=target,
                         min_len=s.min_len,
                         max_len=s.max_len,

@@ -31,6 +31,9 @@ def run_suite(path, registry, results, overwrite="only-missing"):
     return suite, SuiteRunner(suite, registry, results=results, overwrite=overwrite).run()
 
 
+TIMINGS = ("synth_s", "rtf", "first_audio_s", "peak_rss_mb", "peak_gpu_mb")
+
+
 def snapshot(results: Path, suite: str) -> dict:
     """Everything a run records that must not depend on timing or on how often it was resumed."""
     out = {}
@@ -42,13 +45,15 @@ def snapshot(results: Path, suite: str) -> dict:
             rel = f.relative_to(run_dir).as_posix()
             if f.is_dir() or rel in ("run.log", "run.json") or rel.startswith("checkpoints"):
                 continue
+            if rel in ("records/latency.json", "scores/latency.jsonl"):  # timings
+                continue
             if f.suffix == ".json" and rel.startswith("records/"):
                 rec = json.loads(f.read_text())
                 rec.pop("provenance")
                 files[rel] = rec
             elif rel == "synthesis.jsonl":
                 files[rel] = [
-                    {k: v for k, v in json.loads(line).items() if k not in ("synth_s", "rtf")}
+                    {k: v for k, v in json.loads(line).items() if k not in TIMINGS}
                     for line in f.read_text().splitlines()
                 ]
             else:
@@ -230,7 +235,7 @@ def test_two_processes_on_one_results_folder(tmp_path, manifest):
     assert len(runs) == 3
     for run_dir in runs:
         assert json.loads((run_dir / "DONE").read_text())["status"] == "ok"
-        assert len(list((run_dir / "records").glob("*.json"))) == 1
+        assert {p.stem for p in (run_dir / "records").glob("*.json")} == {"double_rms", "latency"}
     # afterwards every run is finished: a third process has nothing to do
     r = cli("-p", DOUBLES, "run", str(path), "--results", str(res), "--no-leaderboard")
     assert "3 skipped" in r.stdout
