@@ -45,6 +45,11 @@ def test_load_results_is_one_tidy_row_per_run_metric_output(ran):
     results, _, suite = ran
     df = ttsadapt.load_results(results / "tbl")
     assert isinstance(df, pd.DataFrame)
+    # each finished run also has the runner's latency record (3 outputs on CPU)
+    latency = df[df.metric == "latency"]
+    assert len(latency) == 3 * 3
+    assert set(latency.output) == {"rtf", "first_audio_s", "peak_rss_mb"}
+    df = df[df.metric != "latency"]
     assert len(df) == len(suite.runs) == 4  # 3 finished runs x 1 metric x 1 output + 1 failure
     for col in ("suite", "run_id", "backbone", "method", "data_recipe", "seed", "metric"):
         assert col in df.columns
@@ -105,7 +110,7 @@ def test_results_command_writes_results_json_and_tidy_csv(ran, tmp_path):
     doc = json.loads(out.read_text(), parse_constant=no_nan)
     assert doc["schema"] == "ttsadapt.results/1" and doc["suite"] == "tbl"
     assert doc["n_runs"] == 4 and doc["runs_by_status"] == {"ok": 3, "failed": 1}
-    assert doc["versions"]["metrics"] == {"double_rms": "1"}
+    assert doc["versions"]["metrics"] == {"double_rms": "1", "latency": "1"}
     assert doc["versions"]["methods"] == {"double_anchor": "1", "double_nudge": "1"}
     assert doc["metrics"]["double_rms"]["params"] == {}
     for run in suite.runs:
@@ -125,6 +130,8 @@ def test_results_command_writes_results_json_and_tidy_csv(ran, tmp_path):
         assert got["outputs"]["rms_db"]["n"] == record["outputs"]["rms_db"]["n"]
         assert got["n_items"] == record["n_items"] and got["errors"] == record["errors"]
     tidy = pd.read_csv(csv)
+    assert (tidy.metric == "latency").sum() == 3 * 3  # the runner's latency record
+    tidy = tidy[tidy.metric != "latency"]
     assert len(tidy) == 4 and set(tidy.status) == {"ok", "failed"}
     assert sorted(tidy["param.target_gain"].dropna()) == [0.5, 0.7, 0.9]
     # default location: beside the suite's leaderboard
