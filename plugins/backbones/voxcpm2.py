@@ -66,6 +66,10 @@ class VoxCPM2Params(Params):
     # from each audio position to the text tokens, which must be walked through in order
     align_weight: float = Field(0.0, ge=0.0)
     align_layer: int = Field(1, ge=0, description="base-LM layer whose attention is aligned")
+    # pre-training lever (0 = off): drop whole audio patches from the LMs' input while training
+    # (Tacotron's pre-net dropout), so the next patch cannot be predicted from the audio history
+    # alone and the text has to carry it; the flow decoder still sees the previous patch
+    history_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lambda_diff: float = 1.0
     lambda_stop: float = 1.0
     use_reference_audio: bool = True
@@ -199,6 +203,22 @@ class VoxCPM2Backbone(Backbone):
         self.phoneme_input = saved == "phonemes"
         if p.align_weight > 0 and device != "meta":
             self._attach_align_hook()
+        if p.history_dropout > 0 and device != "meta":
+            self._attach_history_dropout()
+
+    def _attach_history_dropout(self) -> None:
+        import torch
+
+        module, rate = self.module, self.params.history_dropout
+
+        def drop(_mod: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            if not module.training:
+                return None
+            feats = args[0]
+            keep = torch.rand(feats.shape[:2], device=feats.device) >= rate
+            return (feats * keep[:, :, None, None].to(feats.dtype), *args[1:])
+
+        module.feat_encoder.register_forward_pre_hook(drop)
 
     def _attach_align_hook(self) -> None:
         """Keep one base-LM layer's attention queries and keys (after RoPE) for :meth:`loss`."""

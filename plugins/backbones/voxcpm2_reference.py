@@ -15,6 +15,9 @@ Recipe (the levers that make text-to-audio alignment learnable on a CPU):
   tag stays as text), nearly one symbol per sound instead of English spelling;
 * **curriculum**: the first ``--stage1-steps`` steps train on single words and short sentences
   (≤ ``--stage1-words`` words), the rest on everything;
+* **history dropout**: whole audio patches of the LM's input are dropped at random while
+  training (``history_dropout``, Tacotron's pre-net dropout), so the next patch cannot be predicted
+  from the audio heard so far alone;
 * **alignment loss**: a forward-sum (CTC) loss over one LM layer's attention from each audio
   position to the phoneme tokens (``align_weight``, ``align_layer``), during pre-training only: the
   attention must walk through the text in order.
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--align-weight", type=float, default=0.5)
+    parser.add_argument("--history-dropout", type=float, default=0.5)
     parser.add_argument("--eval-items", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
@@ -243,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     short = {c.id for c in _select(clips, "train", args.stage1_words)}
     val = _select(clips, "validation")
     backbone = VoxCPM2Backbone(
-        model="tiny", text_input="phonemes", align_weight=args.align_weight, **MODEL_SIZE
+        model="tiny",
+        text_input="phonemes",
+        align_weight=args.align_weight,
+        history_dropout=args.history_dropout,
+        **MODEL_SIZE,
     )
     backbone.load(args.device)
     if args.init is not None and not any(args.work.glob("stage*/checkpoints/step-*")):
@@ -280,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "batch_size": args.batch_size,
             "align_weight": args.align_weight,
+            "history_dropout": args.history_dropout,
             "init": str(args.init) if args.init else None,
             "stage1": {"steps": args.stage1_steps, "max_words": args.stage1_words},
             "model_size": MODEL_SIZE,

@@ -159,3 +159,18 @@ def test_reading_voices_leave_out_the_target_voices():
     assert len(reading.VOICES) >= 8
     assert not set(reading.VOICES) & set(reading.TARGET_VOICES)
     assert reading.voice_for("some text") == reading.voice_for("some text")
+
+
+def test_history_dropout_drops_whole_input_patches_in_training_only(tmp_path):
+    backbone = _loaded(history_dropout=0.5)
+    seen = []
+    backbone.module.feat_encoder.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    feats = torch.ones(2, 40, backbone.module.patch_size, backbone.module.feat_dim)
+    backbone.module.train()
+    backbone.module.feat_encoder(feats)
+    per_patch = seen[-1].abs().sum(dim=(2, 3))
+    assert set(per_patch.unique().tolist()) <= {0.0, float(feats[0, 0].numel())}
+    assert 0.2 < (per_patch == 0).float().mean() < 0.8
+    backbone.module.eval()
+    backbone.module.feat_encoder(feats)
+    assert torch.equal(seen[-1], feats)
