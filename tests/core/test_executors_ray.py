@@ -54,6 +54,9 @@ def write(tmp: Path, name: str, text: str) -> Path:
     return path
 
 
+TIMINGS = ("synth_s", "rtf", "first_audio_s", "peak_rss_mb", "peak_gpu_mb")
+
+
 def records(results: Path, suite: str) -> dict:
     """Every run's records, scores and synthesis rows (no timings or provenance)."""
     out = {}
@@ -65,13 +68,15 @@ def records(results: Path, suite: str) -> dict:
             rel = f.relative_to(run_dir).as_posix()
             if f.is_dir() or rel.startswith("checkpoints") or rel in ("run.log", "run.json"):
                 continue
+            if rel in ("records/latency.json", "scores/latency.jsonl"):  # timings
+                continue
             if rel.startswith("records/"):
                 rec = json.loads(f.read_text())
                 rec.pop("provenance")
                 files[rel] = rec
             elif rel == "synthesis.jsonl":
                 files[rel] = [
-                    {k: v for k, v in json.loads(line).items() if k not in ("synth_s", "rtf")}
+                    {k: v for k, v in json.loads(line).items() if k not in TIMINGS}
                     for line in f.read_text().splitlines()
                 ]
             elif f.suffix in (".json", ".jsonl"):
@@ -233,7 +238,7 @@ def test_a_dying_worker_is_retried_then_the_run_is_recorded_failed(tmp_path, man
     crashed_once = next(p for p in runs.values() if str(once) in (p / "config.json").read_text())
     assert json.loads((crashed_once / "DONE").read_text())["status"] == "ok"
     assert not (crashed_once / "about_to_die.txt").exists()
-    assert len(list((crashed_once / "records").glob("*.json"))) == 1
+    assert len(list((crashed_once / "records").glob("*.json"))) == 2  # + latency
     assert "(attempt 2, a worker died)" in r.stderr
     # the worker that always dies: 1 + 2 retries, then recorded failed with the reason
     assert always.read_text() == "3"
@@ -327,7 +332,7 @@ def test_two_drivers_on_one_results_folder_with_overlapping_suites(tmp_path, man
     # no corrupted file: every JSON parses, every wav reads, no temporary file left
     for run_dir in runs:
         assert json.loads((run_dir / "DONE").read_text())["status"] == "ok"
-        assert len(list((run_dir / "records").glob("*.json"))) == 1
+        assert len(list((run_dir / "records").glob("*.json"))) == 2  # + latency
         for f in run_dir.rglob("*.json"):
             json.loads(f.read_text())
         for f in run_dir.rglob("*.jsonl"):
@@ -420,7 +425,7 @@ def test_a_task_owning_two_gpus_runs_its_run_on_two_processes(tmp_path, manifest
         assert len({pid for run_id, pid in lines if run_id == run.run_id}) == 2
         run_dir = tmp_path / "res" / "t" / "runs" / run.run_id
         assert json.loads((run_dir / "DONE").read_text())["status"] == "ok"
-        assert len(list((run_dir / "records").glob("*.json"))) == 1
+        assert len(list((run_dir / "records").glob("*.json"))) == 2  # + latency
     local = SuiteRunner(load_suite(path, registry), registry, results=tmp_path / "local").run()
     assert local.counts() == {"ok": 2}
     assert_same_records(records(tmp_path / "local", "t"), records(tmp_path / "res", "t"))
