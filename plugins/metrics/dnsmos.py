@@ -201,6 +201,7 @@ class DNSMOS(Metric):
         return _provenance.cached(self, compute)
 
     def setup(self) -> None:
+        self.model_provenance()  # hashes the model files first: a replaced file never scores
         self._main, self._p808 = _sessions(self.params.variant)
         self._shared = None
         if self.share_overlap and _dnsmos_shared.available():

@@ -85,3 +85,25 @@ def test_shared_overlap_path_equals_whole_model_per_window(metric, librivox):
     items = [EvalItem(id=str(i), audio=a, sample_rate=16000) for i, a in enumerate(clips[:2])]
     for a, b in zip(metric.score(items), plain.score(items)):
         assert a.values == pytest.approx(b.values, abs=1e-5)
+
+
+def test_a_replaced_model_file_never_scores_even_without_the_cache(tmp_path, monkeypatch):
+    """``setup`` checks the pinned model files' hashes before loading them (the score cache, which
+    also hashes them, may be off)."""
+    import shutil
+
+    from ttsadapt.plugins.metrics import _provenance, dnsmos
+
+    monkeypatch.setenv("TTSADAPT_CACHE", str(tmp_path / "cache"))
+    real = _provenance.package_file("speechmos", "")
+    fake = tmp_path / "speechmos"
+    shutil.copytree(real / "dnsmos_models", fake / "dnsmos_models")
+    bad = fake / "dnsmos_models" / "sig_bak_ovr.onnx"
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(_provenance, "_pinned_roots", lambda: {fake.resolve(): "speechmos"})
+    monkeypatch.setattr(dnsmos, "_model_path", lambda variant: bad)
+    monkeypatch.setattr(dnsmos, "_p808_path", lambda: fake / "dnsmos_models" / "model_v8.onnx")
+    with pytest.raises(_provenance.WeightFileError, match="sig_bak_ovr"):
+        dnsmos.DNSMOS().setup()
