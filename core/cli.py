@@ -11,7 +11,7 @@
     ttsadapt speak --backbone NAME [--param K=V] [--adapter RUN_DIR] (--text T --out F.wav | --manifest M --out DIR)
 
 Exit codes: 0 success; 1 a run failed or a general error; 2 invalid suite/config or usage;
-3 plugin error; 4 data error; 130 interrupted.
+3 plugin error; 4 data error; 5 checkpoint/adapter error; 6 training diverged; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .errors import TTSAdaptError
 DEFAULT_RESULTS = "results"
 
 EPILOG = """exit codes: 0 ok, 1 a run failed / error, 2 invalid suite or usage, 3 plugin error,
-4 data error, 130 interrupted. Plugins: -p no:NAME disables one, -p MODULE loads one,
+4 data error, 5 checkpoint/adapter error, 6 training diverged, 130 interrupted. Plugins: -p no:NAME disables one, -p MODULE loads one,
 TTSADAPT_DISABLE_PLUGIN_AUTOLOAD=1 stops loading third-party entry points."""
 
 

@@ -156,7 +156,7 @@ def _validate(args: argparse.Namespace) -> int:
             f"{len(load.clips)} usable",
             file=sys.stderr,
         )
-    return 5 if load.quarantine else 0
+    return 4 if load.quarantine else 0  # 4: data error (README, exit codes)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -285,7 +285,7 @@ def add_data_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         "validate",
         help="check every manifest line; name each line set aside (line, id, reason)",
         description="Checks every line as a run would and prints one line per broken manifest "
-        "line: MANIFEST:LINE: ID: [reason code] reason. Exits 5 when any line was set aside.",
+        "line: MANIFEST:LINE: ID: [reason code] reason. Exits 4 (data error) when any line was set aside.",
         epilog=CHECKS + "\n" + EXIT_CODES,
         formatter_class=fmt,
     )

@@ -1,6 +1,6 @@
 """The shared training hyper-parameters: one pydantic model reused by every supervised method.
 
-Defaults reproduce the VoxCPM2 LoRA recipe (DESIGN.md): AdamW (0.9, 0.999, weight decay 0.01),
+Defaults reproduce the VoxCPM2 LoRA recipe (the VoxCPM2 adaptation study): AdamW (0.9, 0.999, weight decay 0.01),
 peak lr 1e-4, 200 warm-up steps then cosine decay, batch 4 x 4 accumulation, clip 1.0, 10k steps,
 validation and a checkpoint every 500 steps, bf16 autocast on GPU and fp32 on CPU.
 """
