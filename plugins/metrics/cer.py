@@ -36,10 +36,10 @@ from pydantic import Field
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import prepare_audio, score_each
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _asr, _provenance
-from ._common import prepare_audio, score_each
 from ._textnorm import headline_rate, normalize, primary_language
 
 SAMPLE_RATE = 16000

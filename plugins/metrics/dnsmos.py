@@ -22,10 +22,11 @@ import numpy as np
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import prepare_audio
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _dnsmos_shared, _provenance
-from ._common import ort_options, prepare_audio, torch_threads
+from ._common import ort_options, torch_threads
 
 SAMPLE_RATE = 16000
 WINDOW_S = 9.01

@@ -12,10 +12,10 @@ from typing import Any, Literal
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import NOT_APPLICABLE_NO_REFERENCE, prepare_audio, score_each
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _provenance
-from ._common import NOT_APPLICABLE_NO_REFERENCE, prepare_audio, score_each
 
 RATE = {"wb": 16000, "nb": 8000}
 

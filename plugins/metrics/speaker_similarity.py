@@ -29,10 +29,11 @@ import numpy as np
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import prepare_audio, score_each
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _provenance
-from ._common import cache_root, prepare_audio, score_each, torch_thread_limit
+from ._common import cache_root, torch_thread_limit
 
 SAMPLE_RATE = 16000
 ECAPA_DEFAULT = "speechbrain/spkrec-ecapa-voxceleb"

@@ -12,10 +12,10 @@ from typing import Any
 
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import score_each
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _provenance
-from ._common import score_each
 from .pesq import reference_pair
 
 SAMPLE_RATE = 16000

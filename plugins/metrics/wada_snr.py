@@ -29,10 +29,10 @@ import numpy as np
 from ttsadapt.components import Metric, MetricOutput, Params
 from ttsadapt.errors import ItemError
 from ttsadapt.markers import hookimpl
+from ttsadapt.metric_helpers import prepare_audio, score_each
 from ttsadapt.types import EvalItem, ItemScore
 
 from . import _provenance
-from ._common import prepare_audio, score_each
 
 TABLE_FILE = "wada_snr_table.json"
 SNR_MIN_DB, SNR_MAX_DB = -20.0, 100.0

@@ -13,7 +13,7 @@ PLUGIN_SOURCE = '''
 import numpy as np
 from ttsadapt.components import Metric, MetricOutput
 from ttsadapt.markers import hookimpl
-from ttsadapt.types import ItemScore
+from ttsadapt.metric_helpers import prepare_audio, score_each
 
 
 class PeakLevel(Metric):
@@ -23,14 +23,11 @@ class PeakLevel(Metric):
     outputs = (MetricOutput("peak_dbfs", False, (-120.0, 0.0), "dB"),)
 
     def score(self, items):
-        out = []
-        for it in items:
-            a = np.asarray(it.audio, dtype=float)
-            if a.size == 0 or not np.isfinite(a).all():
-                out.append(ItemScore(it.id, error="empty or non-finite audio"))
-            else:
-                out.append(ItemScore(it.id, {"peak_dbfs": max(-120.0, 20 * np.log10(np.abs(a).max() + 1e-12))}))
-        return out
+        def one(it):
+            audio = prepare_audio(it.audio, it.sample_rate)
+            return {"peak_dbfs": max(-120.0, 20 * np.log10(np.abs(audio).max()))}
+
+        return score_each(items, one)
 
 
 @hookimpl

@@ -53,7 +53,7 @@ def test_outputs_and_missing_prompt(metric, librivox):
 def test_batched_embeddings_equal_resemblyzer_embed_utterance(metric, librivox, codec2):
     from resemblyzer import preprocess_wav
 
-    from ttsadapt.plugins.metrics._common import prepare_audio
+    from ttsadapt.metric_helpers import prepare_audio
 
     clips = [(a, sr) for _, a, sr, _ in librivox] + [codec2["hts1a"], codec2["forig"]]
     ours = metric.embed_many([(a, sr, "audio") for a, sr in clips])
