@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import sys
 import types
 from collections.abc import Iterator
@@ -84,6 +85,13 @@ def import_voxcpm2() -> types.ModuleType:
     name = "voxcpm.model.voxcpm2"
     if name in sys.modules:
         return sys.modules[name]
+    if importlib.util.find_spec("voxcpm") is None:
+        from ttsadapt.errors import ConfigError
+
+        raise ConfigError(
+            "the voxcpm2 backbone needs the `voxcpm` package, installed without its heavy "
+            "dependencies: pip install --no-deps voxcpm==2.0.3 (./run.sh does this)"
+        )
     try:
         importlib.import_module("einops")
     except ImportError as exc:

@@ -304,3 +304,18 @@ def test_full_size_lora_counts_match_the_voxcpm2_paper():
         assert base / 1e9 == pytest.approx(2.39, rel=0.01)
         assert lora / 1e6 == pytest.approx(expected_m, rel=0.02)
         assert 100 * lora / base == pytest.approx(expected_pct, rel=0.02)
+
+
+def test_missing_voxcpm_says_how_to_install_it(monkeypatch):
+    import importlib.util
+    import sys
+
+    from ttsadapt.plugins.backbones import _voxcpm_import
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "voxcpm" else real(name, *a)
+    )
+    monkeypatch.delitem(sys.modules, "voxcpm.model.voxcpm2", raising=False)
+    with pytest.raises(ConfigError, match=r"pip install --no-deps voxcpm==2\.0\.3"):
+        _voxcpm_import.import_voxcpm2()
