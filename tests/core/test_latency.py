@@ -62,6 +62,10 @@ def test_every_run_records_its_latency(tmp_path, manifest):
         & ~lat["system"].isin(summary.systems.loc[summary.systems["is_anchor"], "system"])
     ]
     assert len(adapted) == 2 and np.isfinite(adapted["delta"].to_numpy(float)).all()
+    # the mean rank stays a quality rank: here the rank of the one quality metric
+    rms = summary.table[summary.table["metric"] == "double_rms"].set_index("system")["rank"]
+    for row in summary.systems.itertuples():
+        assert row.mean_rank == rms[row.system]
     board = build_leaderboard(tmp_path / "res", "t")["md"].read_text()
     assert "latency" in board
 
