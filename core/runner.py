@@ -518,6 +518,9 @@ class SuiteRunner:
             progress=_progress,
             dev_score=self._dev_scorer(data.validation) if method.trains else None,
             dev_metric=self.suite.spec.evaluation.dev_metric,
+            trackers=self.suite.spec.tracking.trackers,
+            tracker_project=self.suite.spec.tracking.project or self.suite.spec.name,
+            hooks=self.registry.pm.hook,
         )
         try:
             return method.adapt(backbone, data, ctx)

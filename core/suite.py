@@ -23,7 +23,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -75,6 +75,16 @@ class ResourcesSection(_Strict):
     memory_gb: float | None = Field(None, ge=0, description="host memory reserved per run (GB)")
 
 
+class TrackingSection(_Strict):
+    """Where training curves go besides ``curves.jsonl`` (Accelerate's tracker integration). Not
+    part of any run's identity."""
+
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] | None = Field(
+        None, description="None: TensorBoard when installed; [] turns tracking off"
+    )
+    project: str | None = Field(None, description="W&B project / MLflow experiment (default: suite)")
+
+
 class SuiteFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     version: str = "1"
@@ -89,6 +99,7 @@ class SuiteFile(_Strict):
     methods: list[ComponentSpec] = Field(min_length=1)
     metrics: list[ComponentSpec] = Field(min_length=1)
     resources: ResourcesSection | None = None
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     synthesis: dict[str, Any] = Field(
         default_factory=dict,
         description="decoding settings each run is evaluated with; a list-valued key is a sweep "

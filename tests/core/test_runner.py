@@ -392,3 +392,33 @@ def test_pesq_reference_is_the_clips_own_recording_not_its_speaker_prompt(tmp_pa
         None, clip, SimpleNamespace(prompts={}), np.zeros(10, np.float32), 16000
     )
     assert len(item.reference_audio) == 1600
+
+
+def test_suite_runs_log_to_tensorboard_and_plugins_see_each_step(tmp_path, monkeypatch):
+    """A suite's training curves reach TensorBoard (runs/<id>/tensorboard) and the per-step hook of
+    a plugin; ``[tracking] trackers = []`` turns the tracker off without changing run ids."""
+    import ttsadapt_test_doubles_training as observer
+
+    from ttsadapt.registry import build_registry
+    from ttsadapt.runner import SuiteRunner
+    from ttsadapt.suite import load_suite
+
+    monkeypatch.setenv("TTSADAPT_CACHE", str(tmp_path / "cache"))
+    manifest = make_corpus(tmp_path / "corpus", n_train=4, n_eval=2)
+    text = NEUTTS_SUITE.format(manifest=manifest).replace(
+        'name = "double_rms"', 'name = "wada_snr"'
+    )
+    on, off = tmp_path / "on.toml", tmp_path / "off.toml"
+    on.write_text(text)
+    off.write_text(text.replace("[[metrics]]", "[tracking]\ntrackers = []\n\n[[metrics]]", 1))
+    registry = build_registry(extra_modules=["ttsadapt_test_doubles_training"])
+    observer.CALLS.clear()
+    suite = load_suite(on, registry)
+    SuiteRunner(suite, registry, results=tmp_path / "res_on", device="cpu").run()
+    lora = next(r for r in suite.runs if r.method == "lora")
+    assert list((tmp_path / "res_on/drops/runs" / lora.run_id / "tensorboard").rglob("events.*"))
+    assert [c[1] for c in observer.CALLS if c[0] == lora.run_id] == [1, 2]
+    suite_off = load_suite(off, registry)
+    assert [r.run_id for r in suite_off.runs] == [r.run_id for r in suite.runs]
+    SuiteRunner(suite_off, registry, results=tmp_path / "res_off", device="cpu").run()
+    assert not (tmp_path / "res_off/drops/runs" / lora.run_id / "tensorboard").exists()
