@@ -147,8 +147,8 @@ def suite_dirs(path_or_suite: str | Path, results: str | Path = DEFAULT_RESULTS)
 def load_results(path_or_suite: str | Path, results: str | Path = DEFAULT_RESULTS) -> pd.DataFrame:
     """One row per run x metric x output of every suite ``path_or_suite`` names (see
     :func:`suite_dirs`): columns :data:`COLUMNS`, then ``param.<name>`` for each method parameter
-    and ``backbone_param.<name>`` for each backbone parameter (nested tables as ``a.b``, lists as
-    JSON text). Failed and unfinished runs and failed records are rows with ``status`` ``failed``,
+    and ``backbone_param.<name>`` for each backbone parameter, ``synthesis.<name>`` for each decoding
+    setting of a ``[synthesis]`` sweep (nested tables as ``a.b``, lists as JSON text). Failed and unfinished runs and failed records are rows with ``status`` ``failed``,
     ``unfinished`` or ``bad record`` and their ``error``; ``mean`` etc. are empty there."""
     import pandas as pd
 
@@ -156,6 +156,7 @@ def load_results(path_or_suite: str | Path, results: str | Path = DEFAULT_RESULT
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     params = sorted(c for c in frame.columns if c.startswith("param."))
     backbone = sorted(c for c in frame.columns if c.startswith("backbone_param."))
+    backbone += sorted(c for c in frame.columns if c.startswith("synthesis."))
     for col in COLUMNS:
         if col not in frame.columns:
             frame[col] = None
@@ -270,6 +271,7 @@ def _run_columns(runs: _RunFiles, run_id: str, record: dict[str, Any]) -> dict[s
             row[key] = adapt.get(key)
     row.update(_flatten(config.get("method_params") or {}, "param."))
     row.update(_flatten(config.get("backbone_params") or {}, "backbone_param."))
+    row.update(_flatten(config.get("synthesis_settings") or {}, "synthesis."))
     return row
 
 

@@ -217,6 +217,11 @@ def test_adding_a_setting_resynthesises_without_retraining(tmp_path, manifest, r
     assert deltas[0] == pytest.approx(deltas[1], abs=1e-6)
     board = build_leaderboard(res, "s")["md"].read_text()
     assert "temperature=1.0" in board and "latency" in board
+    # the pandas view has the setting as a column
+    import ttsadapt
+
+    tidy = ttsadapt.load_results(res / "s")
+    assert set(tidy["synthesis.temperature"].dropna()) == {0.5, 1.0}
 
 
 def test_runs_without_a_table_keep_their_folders(tmp_path, manifest, registry):
