@@ -82,7 +82,9 @@ class TrackingSection(_Strict):
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] | None = Field(
         None, description="None: TensorBoard when installed; [] turns tracking off"
     )
-    project: str | None = Field(None, description="W&B project / MLflow experiment (default: suite)")
+    project: str | None = Field(
+        None, description="W&B project / MLflow experiment (default: suite)"
+    )
 
 
 class SuiteFile(_Strict):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsadapt.plugins.backbones.voxcpm2 import VoxCPM2Backbone
-from ttsadapt.plugins.backbones.voxcpm2_reference import REFERENCE_DIR
+from ttsadapt.plugins.backbones.voxcpm2.reference import REFERENCE_DIR
 from ttsadapt.types import SynthesisRequest
 
 REPO = Path(__file__).resolve().parents[1]

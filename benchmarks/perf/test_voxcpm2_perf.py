@@ -96,7 +96,7 @@ def test_synthesis_rtf_tiny_voxcpm2(benchmark, tiny):
 
 
 def test_mel_codec_decode_rtf(benchmark):
-    from ttsadapt.plugins.backbones._voxcpm_mel import MelCodec
+    from ttsadapt.plugins.backbones.voxcpm2._mel import MelCodec
 
     wav = sorted(LIBRIVOX.glob("*.wav"))
     if not wav:

@@ -106,7 +106,7 @@ def default_speakers() -> list[SpeakerSpec]:
     keeps pauses inside the 60 dB analysis range and *widens* the spread, a strong floor (<= 20 dB)
     compresses it — hence the steady speakers' 20 dB floors and the varied speakers' 35 dB ones.
     (The shipped reference model was pre-trained on the earlier conditions; see
-    ``ttsadapt.plugins.backbones.voxcpm2_reference``.)
+    ``ttsadapt.plugins.backbones.voxcpm2.reference``.)
     """
     return [
         SpeakerSpec(id="en_us_m_steady", voice="en-us+m3", rate_wpm=160, pitch=45, snr_db=20),

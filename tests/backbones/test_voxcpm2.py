@@ -60,7 +60,7 @@ def _seeded_loss(backbone, batch, seed=0) -> dict[str, float]:
 def test_import_works_without_torchaudio_in_a_fresh_process():
     code = (
         "import sys\n"
-        "from ttsadapt.plugins.backbones._voxcpm_import import import_voxcpm2\n"
+        "from ttsadapt.plugins.backbones.voxcpm2._import import import_voxcpm2\n"
         "m = import_voxcpm2()\n"
         "import voxcpm\n"
         "assert hasattr(m, 'VoxCPM2Model') and hasattr(voxcpm, 'VoxCPM')\n"
@@ -117,8 +117,8 @@ def test_bad_clip_is_skipped_with_its_reason(speech_clips, tmp_path):
 
 
 def test_lora_all_scope_trains_loss_falls_and_exports_to_voxcpm_format(speech_clips, tmp_path):
-    from ttsadapt.plugins.backbones._voxcpm_import import import_voxcpm2
-    from ttsadapt.plugins.backbones._voxcpm_io import base_state_dict
+    from ttsadapt.plugins.backbones.voxcpm2._import import import_voxcpm2
+    from ttsadapt.plugins.backbones.voxcpm2._io import base_state_dict
     from ttsadapt.training.adapters import apply_lora
 
     b = _loaded()
@@ -271,7 +271,7 @@ def test_synthesis_modes_are_deterministic_and_fall_back_without_prompt(speech_c
 
 def test_mel_codec_round_trip_keeps_the_spectrum(speech_clips):
     from ttsadapt.audio import load_audio
-    from ttsadapt.plugins.backbones._voxcpm_mel import MelCodec
+    from ttsadapt.plugins.backbones.voxcpm2._mel import MelCodec
 
     codec = MelCodec()
     audio, _ = load_audio(speech_clips[1].audio, target_sr=16000)
@@ -310,7 +310,7 @@ def test_missing_voxcpm_says_how_to_install_it(monkeypatch):
     import importlib.util
     import sys
 
-    from ttsadapt.plugins.backbones import _voxcpm_import
+    from ttsadapt.plugins.backbones.voxcpm2 import _import as _voxcpm_import
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

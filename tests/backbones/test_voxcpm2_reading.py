@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 
 from ttsadapt.data import reading  # noqa: E402
-from ttsadapt.plugins.backbones._voxcpm_io import base_state_dict  # noqa: E402
 from ttsadapt.plugins.backbones.voxcpm2 import VoxCPM2Backbone  # noqa: E402
+from ttsadapt.plugins.backbones.voxcpm2._io import base_state_dict  # noqa: E402
 from ttsadapt.types import Clip  # noqa: E402
 
 SMALL = {"lm_hidden": 64, "lm_layers": 2, "local_hidden": 64, "head_dim": 32, "fsq_dim": 16}

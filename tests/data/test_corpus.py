@@ -52,7 +52,7 @@ def test_default_spec_plan_is_deterministic():
 
 def test_quick_suite_corpus_spec_is_pinned():
     # The quick suite's corpus is identified by this hash: a change to the default speakers or the
-    # builder must be deliberate (update it here and the README's leaderboard; the reference model
-    # keeps its own pinned corpus in voxcpm2_reference.CORPUS, checked below).
+    # builder must be deliberate (update it here and the README's leaderboard; the shipped reference
+    # model's ttsadapt_reference.json records the corpus it was pre-trained on).
     spec = CorpusSpec(n_train=40, n_validation=5, n_eval=6)
     assert spec.spec_hash() == "7e3c7d981b0e"

@@ -30,7 +30,7 @@ def _librivox() -> list[Path]:
 @pytest.fixture(scope="module")
 def codec():
     """A 256-code codebook fitted on four LibriVox recordings (the fifth is held out)."""
-    from ttsadapt.plugins.backbones._neutts_melvq import MelVQCodec
+    from ttsadapt.plugins.backbones.neutts._melvq import MelVQCodec
 
     audios = [load_audio(w, target_sr=16000)[0] for w in _librivox() if w.stem != HELD_OUT]
     return MelVQCodec.fit(audios, 256, seed=0, source="librivox")
@@ -49,7 +49,7 @@ def speech(tmp_path) -> TrainingData:
 
 
 def test_codes_are_50_per_second_and_the_fit_is_deterministic(codec):
-    from ttsadapt.plugins.backbones._neutts_melvq import MelVQCodec
+    from ttsadapt.plugins.backbones.neutts._melvq import MelVQCodec
 
     audio, _ = load_audio(LIBRIVOX / f"{HELD_OUT}.wav", target_sr=16000)
     codes = codec.encode(audio)
@@ -88,7 +88,7 @@ def test_round_trip_of_real_speech_stays_intelligible(codec):
 
 
 def test_codebook_saves_loads_and_bad_files_are_named(codec, tmp_path):
-    from ttsadapt.plugins.backbones._neutts_melvq import MelVQCodec
+    from ttsadapt.plugins.backbones.neutts._melvq import MelVQCodec
 
     path = codec.save(tmp_path)
     again = MelVQCodec.load(tmp_path)
@@ -102,7 +102,7 @@ def test_codebook_saves_loads_and_bad_files_are_named(codec, tmp_path):
 
 
 def test_too_little_audio_for_the_codebook_says_so():
-    from ttsadapt.plugins.backbones._neutts_melvq import MelVQCodec
+    from ttsadapt.plugins.backbones.neutts._melvq import MelVQCodec
 
     with pytest.raises(ConfigError, match="too few for 256 codes"):
         MelVQCodec.fit([np.zeros(1600, dtype=np.float32)], 256)

@@ -11,7 +11,7 @@ with weights ``lambda_diff``/``lambda_stop`` (upstream's defaults: 1, 1). Synthe
 own ``generate`` in the upstream modes: ``plain``, ``clone`` (reference audio, isolated by the
 ref-audio markers), ``continuation`` (prompt audio + its transcript) and ``clone+continuation``.
 
-Importing ``voxcpm`` without torchaudio: see ``_voxcpm_import`` (a stand-in torchaudio exists in
+Importing ``voxcpm`` without torchaudio: see ``_import`` (a stand-in torchaudio exists in
 ``sys.modules`` only while ``import voxcpm`` runs, after all third-party dependencies are imported;
 nothing installed is edited).
 """
@@ -32,7 +32,7 @@ from ttsadapt.errors import ConfigError, DataError, ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip, SynthesisRequest
 
-from ._int8 import Int8Cache, require_cpu
+from .._int8 import Int8Cache, require_cpu
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class VoxCPM2Backbone(Backbone):
         return "mel" if self.params.codec in ("auto", "mel") else "audiovae"
 
     def _tiny_config(self) -> dict[str, Any]:
-        from ._voxcpm_config import tiny_config
+        from ._config import tiny_config
 
         p = self.params
         try:
@@ -154,8 +154,8 @@ class VoxCPM2Backbone(Backbone):
     def load(self, device: str = "cpu") -> None:
         """Build the tiny model, or load a hub id / local folder. ``device='meta'`` builds the
         architecture without weights (parameter counting)."""
-        from ._voxcpm_config import TEXT_KEY, build_char_tokenizer, phoneme_charset
-        from ._voxcpm_io import build_model, load_folder, make_codec, resolve_model_path
+        from ._config import TEXT_KEY, build_char_tokenizer, phoneme_charset
+        from ._io import build_model, load_folder, make_codec, resolve_model_path
 
         p = self.params
         self.device = device
@@ -166,7 +166,7 @@ class VoxCPM2Backbone(Backbone):
                 self.config = self._tiny_config()
                 self.config[TEXT_KEY] = {"input": "phonemes" if phonemes else "characters"}
             else:
-                from ._voxcpm_config import full_config
+                from ._config import full_config
 
                 self.tokenizer = None if device == "meta" else build_char_tokenizer()
                 self.config = full_config(
@@ -295,14 +295,14 @@ class VoxCPM2Backbone(Backbone):
 
     def export_adapter(self, path: Path) -> None:
         """voxcpm's own format: ``lora_weights.safetensors`` + ``lora_config.json``."""
-        from ._voxcpm_lora import export_voxcpm_lora
+        from ._lora import export_voxcpm_lora
 
         export_voxcpm_lora(self._require_loaded(), Path(path), base_model=self.params.model)
 
     def save_pretrained(self, path: Path) -> Path:
         """Save the base model (LoRA layers folded back to plain names, adapters not merged) in
         the upstream folder layout; ``model=<that folder>`` loads it back."""
-        from ._voxcpm_io import save_folder
+        from ._io import save_folder
 
         codec_entry = self.config.get("ttsadapt_codec")
         cfg = {k: v for k, v in self.config.items() if k != "ttsadapt_codec"}
@@ -319,7 +319,7 @@ class VoxCPM2Backbone(Backbone):
         """What the tokenizer reads: the tagged text, or the tagged espeak-ng phonemes."""
         text = " ".join(text.split())
         if getattr(self, "phoneme_input", False) and text:
-            from ._neutts_phonemes import phonemize
+            from .._phonemes import phonemize
 
             try:
                 text = phonemize(text, language or "en")
@@ -367,7 +367,7 @@ class VoxCPM2Backbone(Backbone):
         ``dropped_clips.jsonl``)."""
         import torch
 
-        from ._voxcpm_data import VoxCPMExample
+        from ._data import VoxCPMExample
 
         examples = []
         self.last_prepare_errors = []
@@ -395,7 +395,7 @@ class VoxCPM2Backbone(Backbone):
         return examples
 
     def collate(self, examples: Sequence[Any]) -> dict[str, Any]:
-        from ._voxcpm_data import collate_examples
+        from ._data import collate_examples
 
         return collate_examples(examples)
 
@@ -432,7 +432,7 @@ class VoxCPM2Backbone(Backbone):
 
         import torch
 
-        from ._voxcpm_data import AUDIO_START, REF_END
+        from ._data import AUDIO_START, REF_END
 
         tokens = batch["text_tokens"].long()
         text_mask = batch["text_mask"].bool()

@@ -20,7 +20,7 @@ import torch
 
 from ttsadapt.errors import ConfigError
 
-from ._voxcpm_import import import_voxcpm2
+from ._import import import_voxcpm2
 
 WEIGHTS_FILE = "lora_weights.safetensors"
 CONFIG_FILE = "lora_config.json"

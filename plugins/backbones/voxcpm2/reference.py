@@ -3,7 +3,7 @@
 The quick suite's zero-shot anchor must be a model that already speaks, or adaptation has nothing
 to improve on. This script makes one, reproducibly and offline, resumable at any moment::
 
-    python -m ttsadapt.plugins.backbones.voxcpm2_reference --steps 6000 --out DIR
+    python -m ttsadapt.plugins.backbones.voxcpm2.reference --steps 6000 --out DIR
 
 Recipe (the levers that make text-to-audio alignment learnable on a CPU):
 
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference" / "voxcpm2-tiny-espeak"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference" / "voxcpm2-tiny-espeak"
 MODEL_SIZE = {
     "lm_hidden": 256,
     "lm_layers": 4,
@@ -69,7 +69,7 @@ def _prepared(backbone: Any, clips: list[Any], cache: Path) -> list[Any]:
     ``weights_only=True``): phonemising and encoding 7,500 clips takes minutes on two cores."""
     import torch
 
-    from ttsadapt.plugins.backbones._voxcpm_data import VoxCPMExample
+    from ttsadapt.plugins.backbones.voxcpm2._data import VoxCPMExample
 
     ids = [c.id for c in clips]
     if cache.is_file():
@@ -202,7 +202,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ttsadapt.plugins.backbones.voxcpm2_reference",
+        prog="python -m ttsadapt.plugins.backbones.voxcpm2.reference",
         description="Pre-train the small VoxCPM2 reference model offline (resumable).",
     )
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps in total")
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init is not None and not any(args.work.glob("stage*/checkpoints/step-*")):
         from safetensors.torch import load_file
 
-        from ttsadapt.plugins.backbones._voxcpm_io import check_and_load
+        from ttsadapt.plugins.backbones.voxcpm2._io import check_and_load
 
         weights = args.init / "model.safetensors"
         check_and_load(backbone.module, load_file(str(weights)), weights, skip_prefix="audio_vae.")

@@ -20,9 +20,9 @@ import torch
 
 from ttsadapt.errors import ConfigError
 
-from ._voxcpm_config import ARCHITECTURE, MetaTokenizer
-from ._voxcpm_import import import_voxcpm2
-from ._voxcpm_mel import MelCodec, MelCodecConfig
+from ._config import ARCHITECTURE, MetaTokenizer
+from ._import import import_voxcpm2
+from ._mel import MelCodec, MelCodecConfig
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -35,12 +35,12 @@ def resolve_model_path(model: str, revision: str | None = None) -> Path:
     """``reference`` (the embedded pre-trained tiny model), a local folder as is; anything else is a
     hub id fetched with ``snapshot_download``."""
     if model == "reference":
-        from .voxcpm2_reference import REFERENCE_DIR
+        from .reference import REFERENCE_DIR
 
         if not (REFERENCE_DIR / CONFIG_FILE).is_file():
             raise ConfigError(
                 f"the embedded reference model is missing ({REFERENCE_DIR}); make it with "
-                "`python -m ttsadapt.plugins.backbones.voxcpm2_reference`"
+                "`python -m ttsadapt.plugins.backbones.voxcpm2.reference`"
             )
         return REFERENCE_DIR
     path = Path(model).expanduser()

@@ -13,7 +13,7 @@ small Qwen2 with random weights and a character tokenizer, built offline from a 
 ``codec``: ``"neucodec"`` (default, for real use; weights from the hub), ``"distill-neucodec"``,
 ``"none"`` (train on pre-encoded codes, no synthesis) or ``"mel_vq"``: an offline *stand-in* codec,
 not NeuCodec — k-means over 80-bin log-mels at 16 kHz, 50 codes a second, decoded with Griffin-Lim
-(see ``_neutts_melvq``). Its codebook is fitted deterministically on the training clips the first
+(see ``_melvq``). Its codebook is fitted deterministically on the training clips the first
 time ``prepare`` sees audio without ``codes`` (or at load on ``codec_fit``: a manifest, folder or
 audio file; or read from ``codec_repo``: a saved ``mel_vq_codebook.npz`` or a folder holding one)
 and is saved with the adapter and the model. With it the tiny NeuTTS trains and speaks offline.
@@ -35,9 +35,9 @@ from ttsadapt.errors import ConfigError, ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip, SynthesisRequest
 
-from ._int8 import Int8Cache, require_cpu
-from ._neutts_phonemes import phonemize
-from ._neutts_tokenizer import PromptIds, build_tiny_tokenizer
+from .._int8 import Int8Cache, require_cpu
+from .._phonemes import phonemize
+from ._tokenizer import PromptIds, build_tiny_tokenizer
 
 if TYPE_CHECKING:  # torch is imported where it is used: plugin discovery stays light
     import torch
@@ -142,7 +142,7 @@ class NeuTTS(Backbone):
 
     def _setup_mel_vq(self) -> None:
         """Check the codebook size; read a saved codebook or fit one on ``codec_fit``."""
-        from ._neutts_melvq import CODEBOOK_FILE, MelVQCodec, audio_sources
+        from ._melvq import CODEBOOK_FILE, MelVQCodec, audio_sources
 
         p = self.params
         if p.mel_vq_codes > p.codebook_size:
@@ -175,7 +175,7 @@ class NeuTTS(Backbone):
 
     def _fit_mel_vq(self, clips: Sequence[Clip]) -> dict[str, np.ndarray]:
         """Fit the mel_vq codebook on ``clips`` without codes; returns their loaded audio."""
-        from ._neutts_melvq import MelVQCodec
+        from ._melvq import MelVQCodec
 
         audio: dict[str, np.ndarray] = {}
         for clip in clips:
@@ -577,7 +577,7 @@ class NeuTTS(Backbone):
 
         load_adapter(self.module, Path(path))
         if self.params.codec == "mel_vq":
-            from ._neutts_melvq import CODEBOOK_FILE, MelVQCodec
+            from ._melvq import CODEBOOK_FILE, MelVQCodec
 
             if (Path(path) / CODEBOOK_FILE).is_file():
                 self._codec = MelVQCodec.load(Path(path))
