@@ -108,7 +108,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         detail = ""
         if kind == "metric":
             head = meta["outputs"][0] if meta["outputs"] else {}
-            arrow = "↑" if meta["higher_is_better"] else "↓"
+            from .components import direction_arrow
+
+            arrow = direction_arrow(meta["higher_is_better"])
             needs = [n for n in ("text", "reference_audio", "speaker_prompt") if meta[f"needs_{n}"]]
             detail = (
                 f"{arrow} {head.get('name', '')} range {meta['range']}"

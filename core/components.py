@@ -110,10 +110,21 @@ class MetricOutput:
     """One number a metric produces per item. The first output of a metric is its headline."""
 
     name: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction (no arrow, no rank, not in the mean rank)
     range: tuple[float, float]
     unit: str = ""
     description: str = ""
+
+
+def direction_arrow(higher_is_better: Any) -> str:
+    """``↑`` higher is better, ``↓`` lower is better, ``""`` for an output without a direction."""
+    if higher_is_better is None or higher_is_better != higher_is_better:  # None or NaN
+        return ""
+    return "↑" if higher_is_better else "↓"
+
+
+def has_direction(higher_is_better: Any) -> bool:
+    return not (higher_is_better is None or higher_is_better != higher_is_better)
 
 
 class Metric(Component):

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .components import direction_arrow, has_direction
 from .errors import ConfigError, TTSAdaptError
 from .records import DONE_MARKER, atomic_folder, atomic_write_text, read_jsonl
 from .stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
@@ -393,7 +394,7 @@ def _load_record(
                 "output": name,
                 "output_index": index,
                 "is_headline": index == 0,
-                "higher_is_better": bool(out.get("higher_is_better", True)),
+                "higher_is_better": _direction(out.get("higher_is_better", True)),
                 "unit": out.get("unit") or "",
                 "range_low": rng[0],
                 "range_high": rng[1] if len(rng) > 1 else None,
@@ -960,7 +961,10 @@ def summarise(
         np.isfinite(p_raw), pd.NA
     )
     table["stars"] = [stars(p) for p in p_holm]
-    signed = table["mean"].where(table["higher_is_better"], -table["mean"])
+    # outputs without a direction (higher_is_better None) get no rank and stay out of the mean rank
+    directed = table["higher_is_better"].map(has_direction).astype(bool)
+    hib = table["higher_is_better"].where(directed, True).astype(bool)
+    signed = table["mean"].where(hib, -table["mean"]).where(directed)
     table["rank"] = (
         signed.groupby([table["metric"], table["output"]])
         .rank(ascending=False, method="min")
@@ -1097,8 +1101,10 @@ def rank_agreement(summary: Summary) -> pd.DataFrame:
     if not summary.human:
         return pd.DataFrame(columns=cols)
     head = summary.table[summary.table["is_headline"]]
+    head = head[head["higher_is_better"].map(has_direction).astype(bool)]
     labels = dict(zip(summary.systems["system"], summary.systems["label"]))
-    signed = head.assign(score=np.where(head["higher_is_better"], head["mean"], -head["mean"]))
+    hib = head["higher_is_better"].astype(bool)
+    signed = head.assign(score=np.where(hib, head["mean"], -head["mean"]))
     by_metric = {m: grp.set_index("system")["score"] for m, grp in signed.groupby("metric")}
     rows = []
     for hm in sorted(summary.human):
@@ -1552,8 +1558,13 @@ def _digits(table: pd.DataFrame) -> dict[tuple[str, str], int]:
     return out
 
 
-def _arrow(hib: bool) -> str:
-    return "↑" if hib else "↓"
+def _arrow(hib: bool | None) -> str:
+    return direction_arrow(hib)
+
+
+def _direction(value: Any) -> bool | None:
+    """A record's ``higher_is_better``: True, False, or None for an output without a direction."""
+    return None if value is None else bool(value)
 
 
 def seeds_text(n: Any, seeds: str) -> str:

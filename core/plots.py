@@ -27,6 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
+from .components import direction_arrow, has_direction
+
 if TYPE_CHECKING:
     from .leaderboard import Summary
 
@@ -121,7 +123,7 @@ def metric_intervals_figure(summary: Summary) -> Figure:
         if k % ncols == 0:  # labels only on the first column, as text: ticks cost far more
             _row_labels(ax, y, [_short(labels[s]) for s in order])
         first = rows.dropna(subset=["output"]).iloc[0]
-        arrow = "↑" if first["higher_is_better"] else "↓"
+        arrow = direction_arrow(first["higher_is_better"])
         ax.set_title(f"{metric}.{first['output']} {arrow}", fontsize=9, y=1.0)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
@@ -203,7 +205,7 @@ def quality_vs_params_figure(summary: Summary) -> Figure:
             ax.set_xlim(left, right * 1.6 if log_x else right + 0.25 * (right - left or 1))
         first = rows.iloc[0]
         ax.set_ylabel(
-            f"{metric}.{first['output']} {'↑' if first['higher_is_better'] else '↓'}", fontsize=8
+            f"{metric}.{first['output']} {direction_arrow(first['higher_is_better'])}", fontsize=8
         )
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -288,7 +290,7 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     if systems.empty or head.empty:
         ax.set_axis_off()
         return
-    quality = head[head["higher_is_better"]]
+    quality = head[head["higher_is_better"].map(lambda v: has_direction(v) and bool(v))]
     metric = "dnsmos" if "dnsmos" in set(quality["metric"]) else None
     metric = metric or (quality["metric"].iloc[0] if len(quality) else head["metric"].iloc[0])
     rows = head[head["metric"] == metric].set_index("system")
@@ -301,7 +303,7 @@ def _loss_against_quality(ax: Any, summary: Summary) -> None:
     ax.set_xlabel(f"val loss at checkpoint selected by {summary.select}", fontsize=8)
     first = rows.iloc[0]
     ax.set_ylabel(
-        f"{metric}.{first['output']} {'↑' if first['higher_is_better'] else '↓'}", fontsize=8
+        f"{metric}.{first['output']} {direction_arrow(first['higher_is_better'])}", fontsize=8
     )
     ax.set_title("across systems: lower loss ≠ better quality?", fontsize=8, y=1.0)
     ax.tick_params(labelsize=7)
@@ -495,7 +497,7 @@ def main_table(summary: Summary, table_id: str = "table0") -> str:
     hdr = ['<th class="sys">System</th>', "<th>Seeds</th>"]
     for metric in metrics:
         first = head[head["metric"] == metric].iloc[0]
-        arrow = "↑" if first["higher_is_better"] else "↓"
+        arrow = direction_arrow(first["higher_is_better"])
         sub = f"{first['output']} {arrow}"
         info = summary.human.get(metric)
         if info:
@@ -544,7 +546,8 @@ def main_table(summary: Summary, table_id: str = "table0") -> str:
                 tds.append('<td class="delta" data-sort="">–</td>')
             else:
                 better = (r.delta > 0) == bool(r.higher_is_better)
-                cls = ("better" if better else "worse") if r.stars else "ns"
+                directed = has_direction(r.higher_is_better)
+                cls = ("better" if better else "worse") if r.stars and directed else "ns"
                 title = (
                     f"Δ {r.delta:+.{dg}f} [{_fmt(r.delta_ci_low, dg)}, "
                     f"{_fmt(r.delta_ci_high, dg)}], p = {_fmt(r.p_value_raw, 4)} raw, "

@@ -294,3 +294,27 @@ def test_legend_says_stars_are_holm_adjusted(many_comparisons):
     for page in (many_comparisons["md"], many_comparisons["html"]):
         assert "Holm-adjusted" in page and "14 comparisons" in page
         assert "p_value_raw" in page and "p_value_holm" in page
+
+
+def test_a_metric_without_direction_has_no_arrow_no_rank_and_no_part_in_the_mean_rank(tmp_path):
+    import json
+
+    from ttsadapt.leaderboard import build_leaderboard, load_results, summarise
+
+    items = [f"u{i}" for i in range(8)]
+    anchor = {"q": {"q": {u: 1.0 for u in items}}, "pitch": {"hz": {u: 120.0 for u in items}}}
+    better = {"q": {"q": {u: 2.0 for u in items}}, "pitch": {"hz": {u: 90.0 for u in items}}}
+    write_scored_runs(tmp_path, [ScoredRun("zero_shot", 0, anchor), ScoredRun("lora", 0, better)])
+    for path in (tmp_path / "exact" / "runs").glob("*/records/pitch.json"):
+        record = json.loads(path.read_text())
+        record["outputs"]["hz"]["higher_is_better"] = None
+        path.write_text(json.dumps(record))
+    summary = summarise(load_results(tmp_path / "exact"))
+    table = summary.table
+    assert table[table["metric"] == "pitch"]["rank"].isna().all()
+    assert table[table["metric"] == "q"]["rank"].notna().all()
+    lora = summary.systems[~summary.systems["is_anchor"]]
+    assert float(lora["mean_rank"].iloc[0]) == 1.0  # the q rank alone
+    md = build_leaderboard(tmp_path, "exact")["md"].read_text()
+    assert "pitch.hz" in md and "pitch.hz ↑" not in md and "pitch.hz ↓" not in md
+    assert "q.q ↑" in md
