@@ -40,7 +40,7 @@ import pandas as pd
 
 from .components import direction_arrow, has_direction
 from .errors import ConfigError, TTSAdaptError
-from .records import DONE_MARKER, atomic_folder, atomic_write_text, read_jsonl
+from .records import DONE_MARKER, atomic_folder, atomic_write_text, iter_jsonl_objects, read_jsonl
 from .stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
 
 try:  # a declared dependency; the standard library gives the same results, only slower
@@ -1166,19 +1166,9 @@ def read_eval_manifest(path: Path | str) -> dict[str, ItemInfo]:
     Raises :class:`TTSAdaptError` naming the file and line of a line that cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TTSAdaptError(f"{path}: manifest not found (expected a JSON Lines file)")
     base = path.parent
     lines = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TTSAdaptError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise TTSAdaptError(f"{path}: line {n}: expected a JSON object")
+    for n, row in iter_jsonl_objects(path, TTSAdaptError):
         if not row.get("id") and not row.get("audio"):
             raise TTSAdaptError(f'{path}: line {n}: expected an "id" or an "audio" path')
         lines.append(row)

@@ -176,3 +176,21 @@ RUN_CONFIG_KEYS = (
     "data_recipe",
     "seed",
 )
+
+
+def iter_jsonl_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of the JSON Lines file ``path``; raises
+    ``error`` naming the file and line of a line that is not a JSON object."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: manifest not found (expected a JSON Lines file)")
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{path}:{n}: expected a JSON object")
+        yield n, row

@@ -114,18 +114,10 @@ def load_backbone(
 
 def read_texts(path: Path) -> list[dict[str, Any]]:
     """The manifest's lines, checked: an error names the file and line."""
-    if not path.is_file():
-        raise DataError(f"{path}: manifest not found")
+    from .records import iter_jsonl_objects
+
     rows, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object")
+    for n, row in iter_jsonl_objects(path, DataError):
         for key in ("id", "text"):
             if not str(row.get(key) or "").strip():
                 raise DataError(f"{path}:{n}: missing {key!r}")
