@@ -27,11 +27,11 @@ VOXCPM="voxcpm==2.0.3"  # installed --no-deps: see plugins/backbones/_voxcpm_imp
 # what ttsadapt uses: speech engines for the offline corpus, fortune texts for the reading
 # corpus, real recordings for corpus references
 apt_packages=(espeak-ng flite festival festvox-kallpc16k pocketsphinx-testdata codec2-examples fortunes-min fortunes)
-extras=""
+extras="[speaker]"  # the default speaker encoder (the quick suite scores speaker similarity)
 case "$job" in
   test|bench)  # the browser tests' headless chromium; the test-only Python packages ([dev])
     apt_packages+=(chromium sox)
-    extras="[dev]" ;;
+    extras="[dev,speaker]" ;;
 esac
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -70,13 +70,13 @@ stamp="$VENV/.ttsadapt-install"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 have="$(cat "$stamp" 2>/dev/null || true)"
 # installed for this pyproject.toml, with the dev extras when this job needs them
-if [ "${have%% *}" != "$want" ] || { [ -n "$extras" ] && [ "$have" != "$want dev" ]; }; then
+if [ "${have%% *}" != "$want" ] || { [ "$extras" = "[dev,speaker]" ] && [ "$have" != "$want dev" ]; }; then
   echo "[run.sh] installing ttsadapt${extras} and its dependencies"
   "$VENV/bin/pip" install -q -e ".$extras"
   # voxcpm declares heavy dependencies it does not need for its model classes (gradio, funasr,
   # modelscope, torchaudio...); install the package itself without them (see plugins/backbones).
   "$VENV/bin/pip" install -q --no-deps "$VOXCPM"
-  echo "$want${extras:+ dev}" > "$stamp"
+  if [ "$extras" = "[dev,speaker]" ]; then echo "$want dev" > "$stamp"; else echo "$want" > "$stamp"; fi
 fi
 export PATH="$VENV/bin:$PATH"
 

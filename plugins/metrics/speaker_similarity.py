@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ttsadapt.components import Metric, MetricOutput, Params
-from ttsadapt.errors import ItemError
+from ttsadapt.errors import ConfigError, ItemError
 from ttsadapt.markers import hookimpl
 from ttsadapt.metric_helpers import prepare_audio, score_each
 from ttsadapt.types import EvalItem, ItemScore
@@ -41,7 +41,13 @@ ECAPA_DEFAULT = "speechbrain/spkrec-ecapa-voxceleb"
 
 @functools.lru_cache(maxsize=2)
 def _resemblyzer_encoder(weights: str | None):
-    from resemblyzer import VoiceEncoder
+    try:
+        from resemblyzer import VoiceEncoder
+    except ImportError as exc:
+        raise ConfigError(
+            "speaker_similarity's default backend needs resemblyzer (the `speaker` extra): "
+            f"pip install 'ttsadapt[speaker]' ({exc})"
+        ) from exc
 
     return VoiceEncoder("cpu", verbose=False, weights_fpath=weights)
 

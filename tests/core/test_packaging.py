@@ -136,7 +136,10 @@ def test_wheel_dependencies_are_honest(tmp_path):
         names = {canonicalize_name(r.name) for r in reqs}
         if "setuptools" in names:
             assert "resemblyzer" in names, f"setuptools pinned in {extra or 'runtime'} without need"
-    assert "setuptools" in runtime and "resemblyzer" in runtime  # the default speaker encoder
+    # the default speaker encoder and its setuptools pin are the `speaker` extra, not runtime
+    assert "setuptools" not in runtime and "resemblyzer" not in runtime
+    speaker = {canonicalize_name(r.name) for r in groups["speaker"]}
+    assert speaker == {"resemblyzer", "setuptools"}
     # the default tracker's package (Accelerate's TensorBoard tracker needs `tensorboard`)
     assert "tensorboard" in runtime
     # voxcpm is a documented `pip install --no-deps` step, never a dependency that drags gradio,
@@ -190,6 +193,7 @@ def test_run_sh_installs_test_only_packages_for_test_and_bench_only():
     runtime_apt = re.search(r"^apt_packages=\(([^)]*)\)", text, re.M).group(1).split()
     assert "chromium" not in runtime_apt and "espeak-ng" in runtime_apt
     test_block = re.search(r"^  test\|bench\)(.*?);;", text, re.M | re.S).group(1)
-    assert "chromium" in test_block and 'extras="[dev]"' in test_block
+    assert "chromium" in test_block and 'extras="[dev,speaker]"' in test_block
+    assert 'extras="[speaker]"' in text  # the quick suite scores speaker similarity
     assert 'pip" install -q -e ".$extras"' in text and '".[dev]"' not in text
     assert '--no-deps "$VOXCPM"' in text and 'VOXCPM="voxcpm==2.0.3"' in text

@@ -77,3 +77,22 @@ def test_shared_clip_error_names_each_field(metric, librivox):
     )
     assert as_audio.error.startswith("too short: audio")
     assert as_prompt.error.startswith("too short: speaker prompt")
+
+
+def test_without_the_speaker_extra_the_error_says_what_to_install(monkeypatch):
+    import builtins
+
+    from ttsadapt.errors import ConfigError
+    from ttsadapt.plugins.metrics import speaker_similarity
+
+    real = builtins.__import__
+
+    def no_resemblyzer(name, *args, **kwargs):
+        if name == "resemblyzer":
+            raise ImportError("No module named 'resemblyzer'")
+        return real(name, *args, **kwargs)
+
+    speaker_similarity._resemblyzer_encoder.cache_clear()  # a cached encoder would hide it
+    monkeypatch.setattr(builtins, "__import__", no_resemblyzer)
+    with pytest.raises(ConfigError, match=r"ttsadapt\[speaker\]"):
+        speaker_similarity._resemblyzer_encoder(None)
