@@ -256,9 +256,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             f"no suites with results under {results}; run `ttsadapt run SUITE` first"
         )
     for name in suites:
-        paths = build_leaderboard(results, name, select=args.select)
+        paths = build_leaderboard(
+            results, name, select=args.select, audio=args.audio, manifest=args.manifest
+        )
         registry.pm.hook.ttsadapt_leaderboard_written(suite=name, paths=paths)
         print(f"{name}: {paths['md']}  {paths['csv']}  {paths['html']}")
+        if "audio" in paths:
+            print(f"{name}: audio in {paths['audio']} (keep it beside the page)")
     return 0
 
 
@@ -512,6 +516,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["val_loss", "dev_metric"],
         default="val_loss",
         help="checkpoint choice to show where runs kept both",
+    )
+    audio = p.add_mutually_exclusive_group()
+    audio.add_argument(
+        "--embed-audio",
+        dest="audio",
+        action="store_const",
+        const="embed",
+        default="folder",
+        help="put the audio into the page (data URIs) instead of leaderboard_audio/ beside it",
+    )
+    audio.add_argument(
+        "--no-audio", dest="audio", action="store_const", const="none", help="no players"
+    )
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="the suite's corpus manifest: each sentence's text, prompt and real recording",
     )
     p.set_defaults(func=cmd_leaderboard)
 

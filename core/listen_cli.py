@@ -76,68 +76,6 @@ def add_listen_cli(sub: Any) -> None:
     i.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     i.set_defaults(func=cmd_listen_import)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-    _extend_leaderboard(sub)
-
-
-def _extend_leaderboard(sub: Any) -> None:
-    """Give ``ttsadapt leaderboard`` the options of the page's listening view."""
-    lb = getattr(sub, "choices", {}).get("leaderboard")
-    if lb is None:
-        return
-    audio = lb.add_mutually_exclusive_group()
-    audio.add_argument(
-        "--embed-audio",
-        dest="audio",
-        action="store_const",
-        const="embed",
-        default="folder",
-        help="put the audio into the page (data URIs) instead of leaderboard_audio/ beside it",
-    )
-    audio.add_argument(
-        "--no-audio", dest="audio", action="store_const", const="none", help="no players"
-    )
-    lb.add_argument(
-        "--manifest",
-        type=Path,
-        default=None,
-        help="the suite's corpus manifest: each sentence's text, prompt and real recording",
-    )
-    original = lb.get_default("func")
-
-    def run(args: argparse.Namespace) -> int:
-        if original is not None and args.audio == "folder" and args.manifest is None:
-            return original(args)  # the defaults: the command as it is
-        return cmd_leaderboard(args)
-
-    lb.set_defaults(func=run)
-
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """``ttsadapt leaderboard`` with ``--embed-audio``/``--no-audio``/``--manifest``."""
-    from .cli import _registry
-    from .errors import TTSAdaptError
-    from .leaderboard import build_leaderboard, list_suites
-
-    registry = _registry(args)
-    results = Path(args.results)
-    suites = [args.suite] if args.suite else list_suites(results)
-    if not suites:
-        raise TTSAdaptError(
-            f"no suites with results under {results}; run `ttsadapt run SUITE` first"
-        )
-    for name in suites:
-        paths = build_leaderboard(
-            results,
-            name,
-            select=args.select,
-            audio=getattr(args, "audio", "folder"),
-            manifest=getattr(args, "manifest", None),
-        )
-        registry.pm.hook.ttsadapt_leaderboard_written(suite=name, paths=paths)
-        print(f"{name}: {paths['md']}  {paths['csv']}  {paths['html']}")
-        if "audio" in paths:
-            print(f"{name}: audio in {paths['audio']} (keep it beside the page)")
-    return 0
 
 
 def cmd_listen_export(args: argparse.Namespace) -> int:
