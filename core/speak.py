@@ -72,6 +72,7 @@ def load_backbone(
     """A loaded backbone; with ``adapter`` (a run folder) its parameters and trained weights."""
     from .training.adapters import load_adapter
     from .training.checkpoint import load_trainable
+    from .training.supervised import freeze_prefixes
 
     merged: dict[str, Any] = {}
     weights = None
@@ -95,14 +96,10 @@ def load_backbone(
         if (weights / "adapter_config.json").is_file():
             load_adapter(backbone.module, weights)
         elif (weights / "trainable.safetensors").is_file():
-            method = (cfg.get("method") or "").strip()
-            if method == "full_ft":
-                for param in backbone.module.parameters():
-                    param.requires_grad_(True)
-                for prefix in backbone.frozen_modules():
-                    for pname, param in backbone.module.named_parameters():
-                        if pname.startswith(prefix + "."):
-                            param.requires_grad_(False)
+            # full fine-tuning's weights: every parameter but the codec's, as ``full_ft`` trains
+            for param in backbone.module.parameters():
+                param.requires_grad_(True)
+            freeze_prefixes(backbone.module, list(backbone.frozen_modules()))
             load_trainable(backbone.module, weights / "trainable.safetensors")
         else:
             raise ConfigError(

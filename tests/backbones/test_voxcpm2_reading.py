@@ -174,3 +174,10 @@ def test_history_dropout_drops_whole_input_patches_in_training_only(tmp_path):
     backbone.module.eval()
     backbone.module.feat_encoder(feats)
     assert torch.equal(seen[-1], feats)
+
+
+def test_without_the_fortune_files_the_error_says_what_to_install(tmp_path):
+    from ttsadapt.errors import DataError
+
+    with pytest.raises(DataError, match="apt-get install fortunes-min fortunes"):
+        reading.sentences(tmp_path / "missing")

@@ -94,3 +94,31 @@ def test_errors_name_the_problem(tmp_path, capsys):
     assert "bad.jsonl:2" in capsys.readouterr().err
     assert _speak("--text", "x", "--out", str(tmp_path / "x.mp3")) == 2
     assert ".wav" in capsys.readouterr().err
+
+
+def test_full_fine_tuning_weights_are_loaded_from_the_run(tmp_path):
+    from ttsadapt.plugins.backbones.voxcpm2 import VoxCPM2Backbone
+    from ttsadapt.training.checkpoint import save_trainable
+
+    params = {"lm_hidden": 64, "lm_layers": 1, "local_hidden": 64}
+    backbone = VoxCPM2Backbone(**params)
+    backbone.load("cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in backbone.module.named_parameters():
+            if p.requires_grad and name.startswith("feat_decoder."):
+                p.add_(torch.randn_like(p))  # stands for what fine-tuning changed
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    save_trainable(backbone.module, run / "adapter" / "trainable.safetensors")
+    (run / "config.json").write_text(
+        json.dumps({"backbone": "voxcpm2", "backbone_params": params, "method": "full_ft"})
+    )
+    import soundfile as sf
+
+    base, tuned = tmp_path / "base.wav", tmp_path / "tuned.wav"
+    torch.manual_seed(0)
+    assert _speak("--text", "Hello.", "--out", str(base)) == 0
+    torch.manual_seed(0)
+    assert _speak("--adapter", str(run), "--text", "Hello.", "--out", str(tuned)) == 0
+    assert not np.array_equal(sf.read(base)[0], sf.read(tuned)[0])

@@ -198,8 +198,7 @@ def phoneme_charset() -> list[str]:
     for lo, hi in blocks:
         chars += [chr(i) for i in range(lo, hi)]
     chars += list("βθχ")
-    seen: set[str] = set()
-    return [c for c in chars if not (c in seen or seen.add(c))]
+    return list(dict.fromkeys(chars))  # first occurrence wins: fixed ids
 
 
 def build_char_tokenizer(charset: list[str] | None = None):
