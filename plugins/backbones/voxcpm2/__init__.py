@@ -111,6 +111,8 @@ class VoxCPM2Backbone(Backbone):
         "VoxCPM2 via the voxcpm package: tiny offline model (mel codec + Griffin-Lim) or hub/local"
     )
     Params: ClassVar[type[Params]] = VoxCPM2Params
+    # preference protocol: Diffusion-DPO's -β/2 on flow-matching losses (see _flow_preference)
+    dpo_beta_scale: ClassVar[float] = 0.5
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -586,6 +588,31 @@ class VoxCPM2Backbone(Backbone):
         finally:
             module.train(was_training)
         return outputs
+
+    # ------------------------------------------------------------------ preferences
+    def sample_groups(
+        self,
+        requests: Sequence[SynthesisRequest],
+        k: int,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> list[list[Any]]:
+        """``k`` Flow-GRPO rollouts per request in one batched decode (``_flow_preference``)."""
+        from ._flow_preference import sample_groups
+
+        return sample_groups(self, requests, k, settings, seed)
+
+    def rollout_logprobs(self, rollouts: Sequence[Any]) -> Any:
+        """Summed SDE-step log-probs of each rollout under the current parameters."""
+        from ._flow_preference import rollout_logprobs
+
+        return rollout_logprobs(self, rollouts)
+
+    def preference_scores(self, rollouts: Sequence[Any], seed: int) -> Any:
+        """Diffusion-DPO score: minus the summed flow-matching loss (+ stop-head term)."""
+        from ._flow_preference import preference_scores
+
+        return preference_scores(self, rollouts, seed)
 
 
 @hookimpl
