@@ -384,13 +384,24 @@ def _pad_stack(rows: Sequence[torch.Tensor], length: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- sampling
 
 
-def _decode(module: Any, patches: torch.Tensor, context: torch.Tensor) -> np.ndarray:
+def decode_rows(module: Any, rows: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[np.ndarray]:
+    """Audio of ``(patches [n, P, D], context [c, P, D])`` rows: the context (continuation) is
+    decoded in front and cut, as voxcpm's ``generate`` does; rows of one shape share one codec
+    call."""
     p = module.patch_size
-    seq = torch.cat([context.to(patches.dtype), patches]) if len(context) else patches
-    latent = seq.permute(2, 0, 1).reshape(1, seq.shape[2], -1)  # [1, D, T·P]
-    audio = module.audio_vae.decode(latent.float().to(module.device))
-    audio = audio[..., p * module._decode_chunk_size * len(context) :].reshape(-1)
-    return np.clip(audio.detach().float().cpu().numpy(), -1.0, 1.0).astype(np.float32)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for i, (patches, context) in enumerate(rows):
+        shapes.setdefault((len(patches), len(context)), []).append(i)
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(rows)
+    for (_, n_ctx), idx in shapes.items():
+        seqs = [torch.cat([rows[i][1].to(rows[i][0].dtype), rows[i][0]]) for i in idx]
+        latent = torch.stack(seqs).permute(0, 3, 1, 2).flatten(2)  # [b, D, T·P]
+        audio = module.audio_vae.decode(latent.float().to(module.device))
+        audio = audio[..., p * module._decode_chunk_size * n_ctx :].reshape(len(idx), -1)
+        audio = np.clip(audio.detach().float().cpu().numpy(), -1.0, 1.0).astype(np.float32)
+        for j, i in enumerate(idx):
+            out[i] = audio[j]
+    return out
 
 
 @torch.no_grad()
@@ -420,8 +431,11 @@ def sample_groups(
         prefixes = [build_prefix(backbone, req, s) for req in requests]
         rows = _sample_rows(module, prefixes, k, s, seed)
         sample_s = time.perf_counter() - started
+        audio = decode_rows(
+            module, [(a.patches, prefixes[i // k].context) for i, (a, _, _) in enumerate(rows)]
+        )
         out: list[list[Any]] = []
-        for g, (req, prefix) in enumerate(zip(requests, prefixes)):
+        for g, req in enumerate(requests):
             group = []
             for j in range(k):
                 actions, logp, stopped = rows[g * k + j]
@@ -429,7 +443,7 @@ def sample_groups(
                     Rollout(
                         request=req,
                         group=g,
-                        audio=_decode(module, actions.patches, prefix.context),
+                        audio=audio[g * k + j],
                         actions=actions,
                         old_logprob=float(logp),
                         n_actions=int(actions.x_before.shape[0]),
