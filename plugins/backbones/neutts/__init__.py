@@ -499,6 +499,37 @@ class NeuTTS(Backbone):
             audio.append(self.decode_codes(codes))
         return audio
 
+    # ------------------------------------------------------------------ preference training
+
+    dpo_beta_scale = 1.0  # DPO on summed token log-probs (see ttsadapt.preference)
+
+    def sample_groups(
+        self,
+        requests: Sequence[SynthesisRequest],
+        k: int,
+        settings: dict[str, Any] | None,
+        seed: int,
+    ) -> list:
+        """``k`` sampled rollouts per request in one batched pass (see ``_preference``)."""
+        from . import _preference
+
+        return _preference.sample_groups(self, requests, k, settings, seed)
+
+    def rollout_logprobs(self, rollouts: Sequence[Any]) -> torch.Tensor:
+        from . import _preference
+
+        return _preference.rollout_logprobs(self, rollouts)
+
+    def rollout_stats(self, rollouts: Sequence[Any], with_kl: bool) -> dict[str, torch.Tensor]:
+        from . import _preference
+
+        return _preference.rollout_stats(self, rollouts, with_kl)
+
+    def preference_scores(self, rollouts: Sequence[Any], seed: int) -> torch.Tensor:
+        from . import _preference
+
+        return _preference.preference_scores(self, rollouts, seed)
+
     # ------------------------------------------------------------------ codec
 
     def _require_codec(self, what: str):
