@@ -13,6 +13,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ttsadapt.plugins.methods.lora",
     "ttsadapt.plugins.methods.lm_lora",
     "ttsadapt.plugins.methods.full_ft",
+    "ttsadapt.plugins.methods.grpo",
+    "ttsadapt.plugins.methods.dpo",
     # metrics
     "ttsadapt.plugins.metrics.dnsmos",
     "ttsadapt.plugins.metrics.wada_snr",
