@@ -142,6 +142,8 @@ def test_preference_scores_seeded_and_equal_for_a_copy_at_step_zero(backbone):
         assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
     backbone.module.zero_grad()
     assert backbone.dpo_beta_scale == 0.5
+    capped = _flat(backbone.sample_groups([LONG], 2, FIXED, seed=2))  # no stop decision made
+    assert torch.isfinite(backbone.preference_scores(capped, seed=11)).all()
 
 
 def test_flow_grpo_learns_to_prefer_higher_energy_latents():
@@ -167,6 +169,41 @@ def test_flow_grpo_learns_to_prefer_higher_energy_latents():
         adv = torch.tensor((reward - reward.mean()) / (reward.std() + 1e-8), dtype=torch.float32)
         logp = backbone.rollout_logprobs(rollouts)
         loss = -(torch.exp(logp - logp.detach()) * adv).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = probe()
+    assert after > before + 0.1, (before, after)
+
+
+def test_flow_dpo_scores_learn_to_prefer_higher_energy_latents():
+    """Diffusion-DPO on the scores, -log σ(β·scale·((s_w - s_w,ref) - (s_l - s_l,ref))), with pairs
+    of each step's rollouts (winner: higher mean latent), raises the energy of fresh samples."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    backbone = VoxCPM2Backbone(model="tiny")
+    backbone.load("cpu")
+    reference = copy.copy(backbone)
+    reference.module = copy.deepcopy(backbone.module)
+    params = [p for p in backbone.module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    beta = 10.0
+
+    def probe() -> float:
+        rollouts = _flat(backbone.sample_groups([LONG], 8, FIXED, seed=10_000))
+        return float(np.mean([float(r.actions.patches.mean()) for r in rollouts]))
+
+    before = probe()
+    for step in range(24):
+        rollouts = _flat(backbone.sample_groups([LONG], 8, FIXED, seed=step))
+        order = np.argsort([float(r.actions.patches.mean()) for r in rollouts])
+        chosen = [rollouts[i] for i in order[::-1][:4]]
+        rejected = [rollouts[i] for i in order[:4]]
+        scores = backbone.preference_scores(chosen + rejected, seed=step)
+        with torch.no_grad():
+            ref = reference.preference_scores(chosen + rejected, seed=step)
+        margin = (scores[:4] - ref[:4]) - (scores[4:] - ref[4:])
+        loss = -torch.nn.functional.logsigmoid(beta * backbone.dpo_beta_scale * margin).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -680,7 +680,7 @@ def preference_scores(backbone: Any, rollouts: Sequence[Any], seed: int) -> torc
                 torch.zeros(n, device=device, dtype=dtype),
             )
             flow = ((u.float() - (z - x1).float()) ** 2).flatten(1).mean(1).sum()
-            decided = torch.arange(a.min_len + 1, n)  # decisions voxcpm acts on
+            decided = torch.arange(min(a.min_len + 1, n), n)  # decisions voxcpm acted on
             labels = (decided == n - 1).long() * int(a.stopped)
             logp_stop = torch.log_softmax(stop_logits(module, lm_h).float(), -1)
             stop = logp_stop[decided.to(device), labels.to(device)].sum()
