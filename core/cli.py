@@ -235,11 +235,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .leaderboard import build_leaderboard
 
         try:
-            paths = build_leaderboard(Path(args.results), suite.name)
+            paths = build_leaderboard(Path(args.results), suite.name, plugins=registry.pm)
         except TTSAdaptError as exc:
             print(f"leaderboard not written: {exc}", file=sys.stderr)
         else:
-            registry.pm.hook.ttsadapt_leaderboard_written(suite=suite.name, paths=paths)
             print(f"leaderboard: {paths['md']}")
             print(f"             {paths['html']}")
     return 1 if counts.get("failed") else 0
@@ -257,9 +256,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         )
     for name in suites:
         paths = build_leaderboard(
-            results, name, select=args.select, audio=args.audio, manifest=args.manifest
+            results,
+            name,
+            select=args.select,
+            audio=args.audio,
+            manifest=args.manifest,
+            plugins=registry.pm,
         )
-        registry.pm.hook.ttsadapt_leaderboard_written(suite=name, paths=paths)
         print(f"{name}: {paths['md']}  {paths['csv']}  {paths['html']}")
         if "audio" in paths:
             print(f"{name}: audio in {paths['audio']} (keep it beside the page)")

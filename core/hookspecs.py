@@ -42,6 +42,17 @@ def ttsadapt_register_filters() -> list[type]:
     """Return the :class:`ttsadapt.components.DataFilter` subclasses this plugin provides."""
 
 
+@hookspec
+def ttsadapt_register_leaderboard_renderers() -> list[type]:
+    """Return the :class:`ttsadapt.leaderboard.LeaderboardRenderer` subclasses this plugin provides.
+
+    Each class names its ``format`` (unique: a format registered twice is an error naming both
+    plugins; the built-ins are ``md``, ``csv`` and ``html``) and its file ``suffix``;
+    ``render(board)`` returns the text (or bytes) of ``<results>/<suite>/leaderboard<suffix>``
+    from a :class:`ttsadapt.leaderboard.Leaderboard` (records, summary, tables, legend).
+    """
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 
@@ -75,10 +86,12 @@ def ttsadapt_run_finished(run: dict[str, Any], status: str, records: list[dict[s
 
 @hookspec
 def ttsadapt_leaderboard_written(suite: str, paths: dict[str, Any]) -> None:
-    """Called after a leaderboard is written.
+    """Called once after a leaderboard is written, by :func:`ttsadapt.leaderboard.build_leaderboard`
+    (so for ``ttsadapt run``, ``ttsadapt leaderboard`` and Python callers alike).
 
     :param suite: the suite name.
-    :param paths: ``{"md": Path, "csv": Path, "html": Path}``.
+    :param paths: the written files by format: ``{"md": Path, "csv": Path, "html": Path}``, plus
+        each plugin renderer's format and ``"audio"`` when an audio folder was written.
     """
 
 

@@ -40,15 +40,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, TTSAdaptError
-from .leaderboard import (
-    ItemInfo,
-    _first_run,
-    _systems_frame,
-    encode_audio,
-    load_results,
-    read_eval_manifest,
-    safe_name,
-)
+from .leaderboard import ItemInfo, encode_audio, load_results, read_eval_manifest, safe_name
+from .leaderboard.listening import first_run as _first_run
+from .leaderboard.systems import systems_frame as _systems_frame
 from .records import (
     DONE_MARKER,
     RUN_CONFIG_KEYS,

@@ -46,7 +46,7 @@ def _load_suite_records(suite_dir: Path):
 
 
 def _read_json(path: Path) -> Any:
-    from .leaderboard import _read_json as read
+    from .leaderboard.jsonio import read_json as read
 
     return read(path)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fake_results import make_results
 
-import ttsadapt.leaderboard as lb
+import ttsadapt.leaderboard.jsonio as jsonio
 from ttsadapt.leaderboard import build_leaderboard, load_results, summarise
 
 
@@ -39,7 +39,7 @@ def _naive_scores(path, output):
 def test_same_results_with_and_without_orjson(tmp_path, monkeypatch):
     fake = _small(tmp_path)
     fast = load_results(fake.suite_dir)
-    monkeypatch.setattr(lb, "_orjson", None)
+    monkeypatch.setattr(jsonio, "_orjson", None)
     plain = load_results(fake.suite_dir)
     pd.testing.assert_frame_equal(fast.records, plain.records)
     assert fast.scores.keys() == plain.scores.keys()

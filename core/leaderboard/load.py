@@ -1,0 +1,363 @@
+"""Stage *load*: a suite's results folder read into one table of records and per-item scores.
+
+:func:`load_results` reads every finished run (``DONE`` present) of ``<results>/<suite>/runs``:
+its metric records (``records/<metric>.json``, one row per metric output), per-item scores
+(``scores/<metric>.jsonl``) and checkpoint index (``checkpoints.json``). Failed and unfinished runs
+and records that cannot be used are listed with the reason, never silently dropped. See
+:mod:`ttsadapt.records` for the format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import TTSAdaptError
+from ..records import DONE_MARKER
+from .jsonio import read_json
+from .scores import UtteranceScores, load_scores
+from .text import canon, params_text
+
+__all__ = [
+    "FailedRun",
+    "LoadedResults",
+    "check_metric_versions",
+    "list_suites",
+    "load_results",
+]
+
+
+@dataclass
+class FailedRun:
+    """A run, or one metric record of a run, that the leaderboard cannot use, and why."""
+
+    run_id: str
+    error: str  # first line of the error
+    status: str = "failed"  # "failed" | "unfinished" | "bad record"
+    metric: str | None = None
+
+
+@dataclass
+class LoadedResults:
+    """Everything read from ``<results>/<suite>/runs``: finished runs only, failures listed."""
+
+    suite: str
+    suite_dir: Path
+    records: pd.DataFrame  # one row per run x metric x output
+    scores: dict[tuple[str, str], UtteranceScores]  # (run_id, metric) -> per-utterance values
+    failed_runs: list[FailedRun] = field(default_factory=list)
+    unfinished_runs: list[str] = field(default_factory=list)
+    failed_records: list[FailedRun] = field(default_factory=list)
+    checkpoints: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # run_id -> checkpoints.json
+    # (run_id, metric) -> the record's "human" block (metrics made from listening tests)
+    human: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return sorted(self.records["run_id"].unique()) if len(self.records) else []
+
+
+def list_suites(results_dir: Path) -> list[str]:
+    """Names of the suites under ``results_dir`` (folders holding a ``runs/`` folder), sorted."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    return sorted(p.name for p in results_dir.iterdir() if (p / "runs").is_dir())
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return "(no error message)"
+
+
+_REQUIRED = ("run_id", "metric", "metric_version", "outputs")
+
+
+def _headline(record: dict[str, Any]) -> str:
+    outputs = record["outputs"]
+    head = record.get("headline")
+    if isinstance(head, str) and head in outputs:
+        return head
+    for name, out in outputs.items():
+        if isinstance(out, dict) and out.get("headline") is True:
+            return name
+    if record["metric"] in outputs:
+        return record["metric"]
+    return next(iter(outputs))
+
+
+def _run_failure(run_dir: Path, names: set[str] | None = None) -> str | None:
+    """The first error line of a failed run, or None when it did not fail.
+
+    ``names`` are the entries of ``run_dir`` when the caller has listed it already.
+    """
+    if names is None:
+        names = set(os.listdir(run_dir))
+    if "error.txt" in names:
+        err = run_dir / "error.txt"
+        if err.is_file():
+            return _first_line(err.read_text(encoding="utf-8", errors="replace"))
+    if "run.json" in names:
+        try:
+            info = read_json(run_dir / "run.json")
+        except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError
+            return None
+        if isinstance(info, dict) and info.get("status") == "failed":
+            return _first_line(info.get("error") or "failed (run.json gives no error)")
+    return None
+
+
+def _json_files(folder: Path | str) -> list[str]:
+    """Sorted names of the ``*.json`` files in ``folder`` ([] when it is missing)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.name.endswith(".json") and e.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> LoadedResults:
+    """Read every finished run (``DONE`` marker present) of one suite folder.
+
+    Failed runs (``error.txt`` or ``run.json`` status ``failed``) and unfinished runs (no ``DONE``)
+    are listed, not loaded. A record that cannot be read, misses a field or has status other than
+    ``ok`` is listed in ``failed_records`` with the reason; the other records still load.
+    ``headlines`` maps a metric name to its headline output when records do not say (see
+    :func:`build_leaderboard`).
+    """
+    suite_dir = Path(suite_dir)
+    runs_dir = suite_dir / "runs"
+    if not runs_dir.is_dir():
+        raise TTSAdaptError(
+            f"{runs_dir}: no runs folder; expected the results of a suite run "
+            f"(<results>/<suite>/runs/<run_id>/...)"
+        )
+    headlines = headlines or {}
+    loaded = LoadedResults(
+        suite=suite_dir.name, suite_dir=suite_dir, records=pd.DataFrame(), scores={}
+    )
+    rows: list[dict[str, Any]] = []
+    with os.scandir(runs_dir) as it:
+        run_names = sorted(e.name for e in it if e.is_dir())
+    with _gc_paused():
+        for run_id in run_names:
+            _load_run(runs_dir / run_id, loaded, headlines, rows)
+    loaded.records = pd.DataFrame(rows)
+    return loaded
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing allocates ~10^6 short-lived acyclic objects
+    (freed by reference counting) that would otherwise trigger repeated full collections."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_run(
+    run_dir: Path, loaded: LoadedResults, headlines: dict[str, str], rows: list[dict[str, Any]]
+) -> None:
+    """Read one run folder into ``loaded`` (failures, checkpoints, scores) and ``rows``."""
+    run_id = run_dir.name
+    folder = os.fspath(run_dir)  # plain strings from here: pathlib costs ~10 us per join
+    names = set(os.listdir(run_dir))
+    failure = _run_failure(run_dir, names)
+    if failure is not None:
+        loaded.failed_runs.append(FailedRun(run_id, failure))
+        return
+    if DONE_MARKER not in names:
+        loaded.unfinished_runs.append(run_id)
+        return
+    if "checkpoints.json" in names:
+        ck = os.path.join(folder, "checkpoints.json")
+        try:
+            loaded.checkpoints[run_id] = _normalise_checkpoints(read_json(ck))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            loaded.failed_records.append(
+                FailedRun(run_id, f"{ck}: unreadable ({exc})", "bad record")
+            )
+    if "records" not in names:
+        return
+    rec_dir = os.path.join(folder, "records")
+    score_names = set(os.listdir(os.path.join(folder, "scores"))) if "scores" in names else set()
+    for rec_name in _json_files(rec_dir):
+        rows.extend(
+            _load_record(
+                os.path.join(rec_dir, rec_name), run_id, folder, loaded, headlines, score_names
+            )
+        )
+
+
+def _load_record(
+    rec_path: str,
+    run_id: str,
+    run_dir: str,
+    loaded: LoadedResults,
+    headlines: dict[str, str],
+    score_names: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    metric_name = os.path.splitext(os.path.basename(rec_path))[0]
+    try:
+        record = read_json(rec_path)
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        loaded.failed_records.append(
+            FailedRun(run_id, f"{rec_path}: not valid JSON ({exc})", "bad record", metric_name)
+        )
+        return []
+    if not isinstance(record, dict):
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                f"{rec_path}: expected a JSON object, got {type(record).__name__}",
+                "bad record",
+                metric_name,
+            )
+        )
+        return []
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing or not isinstance(record.get("outputs"), dict):
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                f"{rec_path}: missing field(s) {', '.join(missing) or 'outputs (a mapping)'}",
+                "bad record",
+                metric_name,
+            )
+        )
+        return []
+    metric = record["metric"]
+    if record.get("status", "ok") != "ok":
+        loaded.failed_records.append(
+            FailedRun(
+                run_id,
+                _first_line(record.get("error") or f"status {record.get('status')}"),
+                "failed",
+                metric,
+            )
+        )
+        return []
+    if not record["outputs"]:
+        loaded.failed_records.append(
+            FailedRun(run_id, f"{rec_path}: no outputs", "bad record", metric)
+        )
+        return []
+    if isinstance(record.get("human"), dict):
+        loaded.human[(run_id, metric)] = record["human"]
+    head = headlines.get(metric) if headlines.get(metric) in record["outputs"] else None
+    head = head or _headline(record)
+    order = [head] + [o for o in record["outputs"] if o != head]
+    scores_path = os.path.join(run_dir, "scores", f"{metric}.jsonl")
+    if (
+        (f"{metric}.jsonl" in score_names)
+        if score_names is not None
+        else os.path.isfile(scores_path)
+    ):
+        loaded.scores[(run_id, metric)] = load_scores(scores_path, order)
+    identity = [
+        record.get("backbone"),
+        record.get("backbone_version"),
+        record.get("backbone_params"),
+        record.get("method"),
+        record.get("method_version"),
+        record.get("method_params"),
+        record.get("data_recipe"),
+    ]
+    settings = record.get("synthesis_settings") or {}
+    if settings:  # a [synthesis] setting is part of the system (records without one: unchanged)
+        identity.append({"synthesis": settings})
+    system = canon(identity)
+    base = {
+        "synthesis": params_text(settings),
+        "run_id": record.get("run_id", run_id),
+        "system": system,
+        "backbone": record.get("backbone"),
+        "backbone_params": canon(record.get("backbone_params") or {}),
+        "method": record.get("method"),
+        "method_params": record.get("method_params") or {},
+        "data_recipe": record.get("data_recipe"),
+        "is_anchor": bool(record.get("is_anchor", False)),
+        "seed": record.get("seed"),
+        "suite_version": record.get("suite_version"),
+        "metric": metric,
+        "metric_version": str(record["metric_version"]),
+        "n_items": record.get("n_items"),
+        "n_errors": record.get("n_errors"),
+        "trainable_params": record.get("trainable_params"),
+        "total_params": record.get("total_params"),
+        "adapter_bytes": record.get("adapter_bytes"),
+    }
+    out_rows = []
+    for index, name in enumerate(order):
+        out = record["outputs"][name] or {}
+        rng = out.get("range") or [None, None]
+        out_rows.append(
+            {
+                **base,
+                "output": name,
+                "output_index": index,
+                "is_headline": index == 0,
+                "higher_is_better": _direction(out.get("higher_is_better", True)),
+                "unit": out.get("unit") or "",
+                "range_low": rng[0],
+                "range_high": rng[1] if len(rng) > 1 else None,
+                "record_mean": out.get("mean"),
+                "record_ci_low": out.get("ci_low"),
+                "record_ci_high": out.get("ci_high"),
+                "record_n": out.get("n"),
+            }
+        )
+    return out_rows
+
+
+def _normalise_checkpoints(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, list):
+        raw = {"checkpoints": raw}
+    ckpts = [c for c in raw.get("checkpoints", []) if isinstance(c, dict) and "step" in c]
+    return {
+        "checkpoints": sorted(ckpts, key=lambda c: c["step"]),
+        "selected": raw.get("selected") or {},
+        "dev_metric": raw.get("dev_metric"),
+    }
+
+
+def check_metric_versions(loaded: LoadedResults) -> None:
+    """Raise :class:`TTSAdaptError` when one metric appears with several versions."""
+    if not len(loaded.records):
+        return
+    head = loaded.records[loaded.records["is_headline"]]
+    problems = []
+    for metric, grp in head.groupby("metric", sort=True):
+        versions = sorted(grp["metric_version"].unique())
+        if len(versions) > 1:
+            examples = "; ".join(
+                f"version {v}: runs {', '.join(sorted(grp[grp['metric_version'] == v]['run_id'])[:3])}"
+                for v in versions
+            )
+            problems.append(f"metric '{metric}' has versions {', '.join(versions)} ({examples})")
+    if problems:
+        raise TTSAdaptError(
+            f"{loaded.suite_dir}: refusing to mix records of different metric versions: "
+            + " | ".join(problems)
+            + ". Re-score the older runs (ttsadapt run ... --overwrite always) or move them aside."
+        )
+
+
+def _direction(value: Any) -> bool | None:
+    """A record's ``higher_is_better``: True, False, or None for an output without a direction."""
+    return None if value is None else bool(value)
