@@ -22,7 +22,8 @@ VENV="${TTSADAPT_VENV:-.venv}"
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM=false
-VOXCPM="voxcpm==2.0.3"  # installed --no-deps: see plugins/backbones/_voxcpm_import.py
+VOXCPM="voxcpm==2.0.3"  # installed --no-deps: see plugins/backbones/voxcpm2/_import.py
+KOKORO="kokoro==0.9.4"  # installed --no-deps: see plugins/backbones/kokoro/_import.py
 
 # what ttsadapt uses: speech engines for the offline corpus, fortune texts for the reading
 # corpus, real recordings for corpus references
@@ -74,8 +75,9 @@ if [ "${have%% *}" != "$want" ] || { [ "$extras" = "[dev,speaker]" ] && [ "$have
   echo "[run.sh] installing ttsadapt${extras} and its dependencies"
   "$VENV/bin/pip" install -q -e ".$extras"
   # voxcpm declares heavy dependencies it does not need for its model classes (gradio, funasr,
-  # modelscope, torchaudio...); install the package itself without them (see plugins/backbones).
-  "$VENV/bin/pip" install -q --no-deps "$VOXCPM"
+  # modelscope, torchaudio...), kokoro its misaki G2P (spaCy + a hub model); install both packages
+  # themselves without them (see plugins/backbones/*/_import.py).
+  "$VENV/bin/pip" install -q --no-deps "$VOXCPM" "$KOKORO"
   if [ "$extras" = "[dev,speaker]" ]; then echo "$want dev" > "$stamp"; else echo "$want" > "$stamp"; fi
 fi
 export PATH="$VENV/bin:$PATH"

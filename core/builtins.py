@@ -6,6 +6,7 @@ A user disables one with ``-p no:NAME`` where NAME is the module's last componen
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     # backbones
+    "ttsadapt.plugins.backbones.kokoro",
     "ttsadapt.plugins.backbones.neutts",
     "ttsadapt.plugins.backbones.voxcpm2",
     # methods
