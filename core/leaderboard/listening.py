@@ -445,7 +445,7 @@ def _item_entry(
         "id": item,
         "speaker": speaker,
         "text": text,
-        "textSource": "manifest" if info.text else ("cer" if text else None),
+        "textSource": "manifest" if info.text else ("asr" if text else None),
         "prompt": sink.add(info.prompt, f"prompts/{safe_name(speaker or item)}"),
         "ref": sink.add(info.recording, f"recordings/{safe_name(item)}"),
         "cells": row_cells,

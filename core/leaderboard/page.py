@@ -157,7 +157,7 @@ def _listening_html(view: dict[str, Any] | None) -> list[str]:
     return [
         '<h2 id="listen">Listen: every sentence, every system</h2>',
         f'<p class="meta">{html.escape(note)} Each system is heard through one run (its lowest '
-        "seed). Transcripts are the CER metric's: "
+        "seed). Transcripts come from the metric that transcribes the audio: "
         '<mark class="sub">replaced</mark>, <mark class="ins">added</mark> and '
         "<del>missing</del> words against the text. A system's name links to its run folder.</p>",
         '<div class="filters"><b>Systems</b><div class="systems" id="f-systems"></div>'

@@ -97,7 +97,7 @@ function render(){
   h.appendChild(el('b','',it.id));
   if(it.speaker)h.appendChild(el('span','','speaker '+it.speaker));
   var t=el('div','text',it.text||'(no text: give --manifest)');
-  if(it.textSource==='cer')t.title='normalised text from the CER metric';h.appendChild(t);
+  if(it.textSource==='asr')t.title='normalised text from the transcribing metric';h.appendChild(t);
   var media=el('div','media');
   if(it.prompt!==null)media.appendChild(player(it.prompt,'target speaker\\u2019s prompt'));
   if(it.ref!==null)media.appendChild(player(it.ref,'real recording of this sentence'));
