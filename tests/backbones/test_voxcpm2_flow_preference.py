@@ -209,3 +209,45 @@ def test_flow_dpo_scores_learn_to_prefer_higher_energy_latents():
         opt.step()
     after = probe()
     assert after > before + 0.1, (before, after)
+
+
+def test_rollout_stats_exact_kl_to_the_start_has_a_gradient():
+    """``rollout_stats``: the closed-form KL of the SDE steps is 0 against the starting model, and
+    after the policy moves it is positive, matches Σ|Δμ|²/(2σ²h) from two log-prob evaluations, and
+    has a gradient."""
+    from ttsadapt.preference import drop_reference, keep_reference, reference_policy
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    backbone = VoxCPM2Backbone(model="tiny")
+    backbone.load("cpu")
+    rollouts = _flat(backbone.sample_groups([LONG, SHORT], 2, {"min_len": 3, "max_len": 6}, 4))
+    assert keep_reference(backbone)
+    try:
+        stats = fp.rollout_stats(backbone, rollouts, with_kl=True)
+        torch.testing.assert_close(stats["kl"], torch.zeros(4), atol=1e-6, rtol=0)
+        torch.testing.assert_close(stats["logprob"], backbone.rollout_logprobs(rollouts))
+        n_dims = rollouts[0].actions.x_after[0].numel()
+        steps = torch.tensor([r.n_actions for r in rollouts], dtype=torch.float32)
+        assert (stats["entropy"] / steps / n_dims).std() < 0.2  # per-dim entropy of similar steps
+        with torch.no_grad():
+            weight = backbone.module.feat_decoder.estimator.out_proj.weight
+            weight.add_(
+                0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1))
+            )
+        stats = fp.rollout_stats(backbone, rollouts, with_kl=True)
+        assert (stats["kl"] > 0).all()
+        acts = [r.actions for r in rollouts]
+        (_, mean, std, _), _ = fp._step_gaussians(backbone.module, acts)
+        with reference_policy(backbone):
+            start = backbone.module
+            ref_mean = fp._step_gaussians(start, acts)[0][1]
+        per_step = ((mean - ref_mean) ** 2 / (2 * std**2)).flatten(1).sum(1).detach()
+        torch.testing.assert_close(stats["kl"].detach().sum(), per_step.sum(), rtol=1e-5, atol=0)
+        backbone.module.zero_grad()
+        stats["kl"].sum().backward()
+        assert weight.grad is not None and weight.grad.abs().sum() > 0
+        assert start is not backbone.module
+        assert all(p.grad is None for p in start.parameters())
+    finally:
+        drop_reference(backbone)

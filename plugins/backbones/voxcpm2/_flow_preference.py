@@ -24,9 +24,10 @@ computed in fp32 with ``v`` the guided velocity (CFG is part of the policy). ``a
 ``μ = x - h·v``: voxcpm's Euler step exactly.
 
 **Window.** The SDE replaces the Euler update on ``sde_steps`` (1-based Euler step numbers) of every
-patch; the default is the two steps right after the zero-init step(s) (steps 2 and 3 of 10, at
-``t ≈ 0.956`` and ``0.909`` of the 10-step swayed grid, ``σ ≈ 3.3`` and ``2.2`` at ``a = 0.7``). A zero-velocity step or ``t = 1`` (``σ`` infinite) is
-refused. Every other step is the plain Euler ODE step. One action = one SDE step of one patch (its
+patch; the default is the two steps right after the zero-init step(s): steps 2 and 3 of 10, at
+``t ≈ 0.956`` and ``0.909`` of the swayed grid, where ``a = 0.7`` (the default, Flow-GRPO's) gives
+``σ ≈ 3.3`` and ``2.2`` and a step noise ``σ·sqrt(h) ≈ 0.71`` and ``0.52``. A zero-velocity step or
+``t = 1`` (``σ`` infinite) is refused. Every other step is the plain Euler ODE step. One action = one SDE step of one patch (its
 ``D×P`` dimensions counted once); ``n_actions`` = patches × window length.
 
 **Stop decision.** Greedy, as upstream (``argmax`` of the stop head, not before ``min_len``); it has
@@ -615,36 +616,81 @@ def _eval_mode(module: Any):
     return _Eval()
 
 
+def _step_gaussians(module: Any, acts: Sequence[FlowActions]):
+    """Every recorded SDE step of ``acts`` re-evaluated under the module's current parameters:
+    ``(owner [S], mean [S, D, P], std [S, 1, 1], after [S, D, P])`` (fp32), or None when no
+    step was recorded (then a zero that keeps the graph)."""
+    device = module.device
+    dtype = next(module.base_lm.parameters()).dtype
+    mus, _ = teacher_forced(module, acts)
+    owner = torch.cat(
+        [torch.full((len(a.patch_index),), i, dtype=torch.long) for i, a in enumerate(acts)]
+    ).to(device)
+    if len(owner) == 0:
+        return None, 0.0 * sum(m.sum() for m in mus)
+    if any(a.noise_level <= 0 for a in acts):
+        raise ConfigError(
+            "voxcpm2: rollouts sampled with noise_level 0 have no log-probability (sample with "
+            "noise_level > 0)"
+        )
+    mu = torch.cat([m[a.patch_index.to(device)] for m, a in zip(mus, acts)])
+    cond = torch.cat([a.conds[a.patch_index] for a in acts]).to(device, dtype)
+    x = torch.cat([a.x_before for a in acts]).to(device, dtype)
+    after = torch.cat([a.x_after for a in acts]).to(device)
+    t = torch.cat([a.t for a in acts]).to(device)
+    h = torch.cat([a.h for a in acts]).to(device)
+    cfg = torch.cat([torch.full((len(a.t),), a.cfg_value) for a in acts]).to(device, dtype)
+    noise = torch.cat([torch.full((len(a.t),), a.noise_level) for a in acts]).to(device)
+    v = guided_velocity(module.feat_decoder, x, mu, t.to(dtype), cond, cfg.view(-1, 1, 1))
+    mean, std = sde_mean_std(x, v, t.view(-1, 1, 1), h.view(-1, 1, 1), noise.view(-1, 1, 1))
+    return (owner, mean, std, after), None
+
+
 def rollout_logprobs(backbone: Any, rollouts: Sequence[Any]) -> torch.Tensor:
     """``(n,)`` summed SDE log-probs of each rollout under the current parameters."""
     module = backbone._require_loaded()
     acts = _actions(rollouts)
-    device = module.device
-    dtype = next(module.base_lm.parameters()).dtype
     with _eval_mode(module):
-        mus, _ = teacher_forced(module, acts)
-        owner = torch.cat(
-            [torch.full((len(a.patch_index),), i, dtype=torch.long) for i, a in enumerate(acts)]
-        ).to(device)
-        mu = torch.cat([m[a.patch_index.to(device)] for m, a in zip(mus, acts)])
-        cond = torch.cat([a.conds[a.patch_index] for a in acts]).to(device, dtype)
-        x = torch.cat([a.x_before for a in acts]).to(device, dtype)
-        after = torch.cat([a.x_after for a in acts]).to(device)
-        t = torch.cat([a.t for a in acts]).to(device)
-        h = torch.cat([a.h for a in acts]).to(device)
-        cfg = torch.cat([torch.full((len(a.t),), a.cfg_value) for a in acts]).to(device, dtype)
-        noise = torch.cat([torch.full((len(a.t),), a.noise_level) for a in acts]).to(device)
-        total = mu.new_zeros(len(acts), dtype=torch.float32)
-        if len(owner) == 0:
-            return total + 0.0 * sum(m.sum() for m in mus)
-        if (noise <= 0).any():
-            raise ConfigError(
-                "voxcpm2 rollout_logprobs: rollouts sampled with noise_level 0 have no log-probability"
-            )
-        v = guided_velocity(module.feat_decoder, x, mu, t.to(dtype), cond, cfg.view(-1, 1, 1))
-        mean, std = sde_mean_std(x, v, t.view(-1, 1, 1), h.view(-1, 1, 1), noise.view(-1, 1, 1))
-        lp = gaussian_logprob(after, mean, std)
-        return total.index_add(0, owner, lp)
+        steps, empty = _step_gaussians(module, acts)
+        total = torch.zeros(len(acts), device=module.device)
+        if steps is None:
+            return total + empty
+        owner, mean, std, after = steps
+        return total.index_add(0, owner, gaussian_logprob(after, mean, std))
+
+
+def rollout_stats(backbone: Any, rollouts: Sequence[Any], with_kl: bool) -> dict[str, torch.Tensor]:
+    """``logprob`` (as :func:`rollout_logprobs`), ``entropy`` (exact: of the Gaussian SDE steps,
+    ``Σ ½·log(2πe·σ²h)`` per dimension, which no parameter moves) and, with ``with_kl``, the exact
+    ``KL(policy || reference)`` of the recorded steps: both transitions share ``σ²h``, so each
+    step's KL is ``|μ_θ - μ_ref|² / (2σ²h)`` (closed form, no sampled estimator); all ``(n,)``,
+    summed per rollout; ``logprob`` and ``kl`` differentiable."""
+    from ttsadapt.preference import reference_policy
+
+    module = backbone._require_loaded()
+    acts = _actions(rollouts)
+    zeros = torch.zeros(len(acts), device=module.device)
+    with _eval_mode(module):
+        steps, empty = _step_gaussians(module, acts)
+    if steps is None:
+        out = {"logprob": zeros + empty, "entropy": zeros}
+        if with_kl:
+            out["kl"] = zeros + empty
+        return out
+    owner, mean, std, after = steps
+    per_dim = 0.5 * torch.log(2 * math.pi * math.e * std**2).expand_as(mean)
+    out = {
+        "logprob": zeros.index_add(0, owner, gaussian_logprob(after, mean, std)),
+        "entropy": zeros.index_add(0, owner, per_dim.flatten(1).sum(1)).detach(),
+    }
+    if with_kl:
+        with reference_policy(backbone):
+            ref_module = backbone._require_loaded()
+            with _eval_mode(ref_module):
+                (_, ref_mean, _, _), _ = _step_gaussians(ref_module, acts)
+        kl = ((mean - ref_mean.detach()) ** 2 / (2 * std**2)).flatten(1).sum(1)
+        out["kl"] = zeros.index_add(0, owner, kl)
+    return out
 
 
 def preference_scores(backbone: Any, rollouts: Sequence[Any], seed: int) -> torch.Tensor:
