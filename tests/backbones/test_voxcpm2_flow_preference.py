@@ -251,3 +251,30 @@ def test_rollout_stats_exact_kl_to_the_start_has_a_gradient():
         assert all(p.grad is None for p in start.parameters())
     finally:
         drop_reference(backbone)
+
+
+def test_lora_adapters_of_lm_and_locdit_get_gradients_and_the_kl_is_to_the_disabled_adapter():
+    from ttsadapt.training.adapters import apply_lora
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    backbone = VoxCPM2Backbone(model="tiny")
+    backbone.load("cpu")
+    apply_lora(backbone, "all", rank=4)
+    rollouts = _flat(backbone.sample_groups([LONG], 3, FIXED, seed=5))
+    stats = fp.rollout_stats(backbone, rollouts, with_kl=True)
+    old = torch.tensor([r.old_logprob for r in rollouts])
+    torch.testing.assert_close(
+        stats["logprob"].detach().double(), old.double(), rtol=1e-5, atol=1e-2
+    )
+    torch.testing.assert_close(stats["kl"].detach(), torch.zeros(3), atol=1e-6, rtol=0)
+    stats["logprob"].sum().backward()
+    grads = {n: p.grad for n, p in backbone.module.named_parameters() if p.requires_grad}
+    assert grads and all("lora_" in n for n in grads)
+    for prefix in ("base_lm.", "residual_lm.", "feat_decoder.estimator."):
+        moved = [n for n, g in grads.items() if n.startswith(prefix) and "lora_B" in n]
+        assert moved and any(grads[n].abs().sum() > 0 for n in moved), prefix
+    opt = torch.optim.SGD([p for p in backbone.module.parameters() if p.requires_grad], lr=1e-3)
+    opt.step()
+    kl = fp.rollout_stats(backbone, rollouts, with_kl=True)["kl"]
+    assert (kl > 0).all() and kl.requires_grad
