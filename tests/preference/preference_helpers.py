@@ -9,7 +9,7 @@ from pathlib import Path
 from ttsadapt.components import RunContext
 
 DOUBLES = "ttsadapt_test_doubles_preference"
-CODEBOOK = 32
+CODEBOOK = 256
 
 
 class _Bar:

@@ -81,9 +81,9 @@ def sample_groups(
     settings: dict[str, Any] | None,
     seed: int,
 ) -> list[list[Rollout]]:
-    """``k`` rollouts per request, sampled together: one batch of whole groups, as many as the
-    decoding setting ``batch_size`` holds but never fewer than one group of ``k`` rows;
-    deterministic for ``seed``."""
+    """``k`` rollouts per request, sampled together: all ``k`` x requests rows in one batch, or,
+    when ``settings`` give a ``batch_size``, batches of as many whole groups as it holds (never
+    less than one group of ``k`` rows); deterministic for ``seed``."""
     import torch
 
     if k < 1:
@@ -99,7 +99,8 @@ def sample_groups(
             )
         prompts.append(prompt)
     rows = [g for g in range(len(requests)) for _ in range(k)]
-    per_chunk = max(k, (int(s["batch_size"]) // k) * k)
+    given = (settings or {}).get("batch_size")
+    per_chunk = len(rows) if given is None else max(k, (int(given) // k) * k)
     generator = torch.Generator(device=_device(bb)).manual_seed(int(seed))
     groups: list[list[Rollout]] = [[] for _ in requests]
     was_training = bb.module.training
