@@ -38,7 +38,9 @@ rollout ended by the stop head (``False``: cut at the length cap).
 states in one teacher-forced causal pass over each rollout's prompt and sampled patches (right-padded,
 so every real position sees exactly what it saw while sampling), then re-evaluates the guided
 velocity at every recorded SDE step: gradients reach the LMs, the projections, the LocEnc (through
-the patches fed back) and the LocDiT. :func:`preference_scores` (Diffusion-DPO) is minus the sum over
+the patches fed back) and the LocDiT. :func:`rollout_stats` adds the exact KL to the reference
+policy: policy and reference transitions share ``σ²h``, so a step's KL is ``|μ_θ - μ_ref|²/(2σ²h)``
+(closed form, no sampled estimator). :func:`preference_scores` (Diffusion-DPO) is minus the sum over
 patches of the conditional flow-matching loss (no CFG, voxcpm's log-normal time distribution) at
 ``t`` and noise drawn from the given seed, patch by patch (so two rollouts share ``t`` and noise on
 their common patches), plus twice the log-likelihood of the stop head's decisions made after
@@ -65,21 +67,18 @@ from pydantic import Field, ValidationError
 from ttsadapt.errors import ConfigError
 from ttsadapt.types import SynthesisRequest
 
+from . import VoxCPM2Synthesis
+
 # --------------------------------------------------------------------------- settings
 
 
-def _settings_model():
-    from . import VoxCPM2Synthesis
+class FlowSampling(VoxCPM2Synthesis):
+    """Decoding settings of ``sample_groups``: voxcpm2's own plus the SDE's."""
 
-    class FlowSampling(VoxCPM2Synthesis):
-        """Decoding settings of ``sample_groups``: voxcpm2's own plus the SDE's."""
-
-        noise_level: float = Field(0.7, ge=0.0, description="a in σ = a·sqrt(t/(1-t))")
-        sde_steps: list[int] | None = Field(
-            None, description="1-based Euler steps made stochastic (default: the 2 after zero-init)"
-        )
-
-    return FlowSampling
+    noise_level: float = Field(0.7, ge=0.0, description="a in σ = a·sqrt(t/(1-t))")
+    sde_steps: list[int] | None = Field(
+        None, description="1-based Euler steps made stochastic (default: the 2 after zero-init)"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def zero_init_steps(timesteps: int) -> int:
 
 
 def resolve_sampling(backbone: Any, settings: dict[str, Any] | None) -> Sampling:
-    model = _settings_model()
+    model = FlowSampling
     try:
         given = model.model_validate(dict(settings or {})).model_dump(exclude_unset=True)
     except ValidationError as exc:
@@ -120,7 +119,7 @@ def resolve_sampling(backbone: Any, settings: dict[str, Any] | None) -> Sampling
     s = backbone.params.model_copy(update={k: v for k, v in given.items() if v is not None})
     zero = zero_init_steps(s.inference_timesteps)
     if steps is None:
-        steps = [zero + 1, zero + 2]
+        steps = [k for k in (zero + 1, zero + 2) if k <= s.inference_timesteps]
     steps = sorted(set(steps))
     bad = [k for k in steps if not zero < k <= s.inference_timesteps]
     if bad or not 1 <= len(steps) <= s.inference_timesteps - zero:
