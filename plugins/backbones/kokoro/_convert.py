@@ -189,13 +189,18 @@ def _put_lstm(sd: _StateBuilder, module: str, ins: Any, inits: dict[str, np.ndar
 def build_kmodel(weights: Path | None = None) -> Any:
     """A ``KModel`` from the shipped config; with ``weights`` (a ``.pth``) loaded, else empty."""
     import tempfile
+    import warnings
 
     import torch
 
     from ._import import kmodel_class
 
     kmodel = kmodel_class()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # KModel's own construction warns twice on every load: a one-layer LSTM given dropout,
+        # and torch's old weight_norm API; neither is actionable for a user
+        warnings.filterwarnings("ignore", message=".*dropout option adds dropout.*")
+        warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated.*")
         if weights is None:  # KModel always loads a .pth; an empty one keeps it off the hub
             weights = Path(tmp) / "empty.pth"
             torch.save({}, weights)
