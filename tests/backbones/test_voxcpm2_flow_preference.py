@@ -146,6 +146,7 @@ def test_preference_scores_seeded_and_equal_for_a_copy_at_step_zero(backbone):
     assert torch.isfinite(backbone.preference_scores(capped, seed=11)).all()
 
 
+@pytest.mark.slow
 def test_flow_grpo_learns_to_prefer_higher_energy_latents():
     """A few dozen plain policy-gradient steps of -exp(logp - logp.detach())·A, A the group-normalised
     mean latent (log-mel energy: louder), raise the energy of fresh samples from other seeds."""
@@ -176,6 +177,7 @@ def test_flow_grpo_learns_to_prefer_higher_energy_latents():
     assert after > before + 0.1, (before, after)
 
 
+@pytest.mark.slow
 def test_flow_dpo_scores_learn_to_prefer_higher_energy_latents():
     """Diffusion-DPO on the scores, -log σ(β·scale·((s_w - s_w,ref) - (s_l - s_l,ref))), with pairs
     of each step's rollouts (winner: higher mean latent), raises the energy of fresh samples."""
