@@ -42,6 +42,14 @@ class ComponentSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class MethodSpec(ComponentSpec):
+    data: list[str] | None = Field(
+        None,
+        description="names of the [[data]] recipes this method trains on (default: every recipe)",
+        min_length=1,
+    )
+
+
 class CorpusSection(BaseModel):
     """Where the clips come from: ``manifest = "path.jsonl"`` (relative to the suite file) or
     ``builder = "offline"`` plus the builder's own fields (see ``ttsadapt data build --help``)."""
@@ -98,7 +106,7 @@ class SuiteFile(_Strict):
     data: list[dict[str, Any]] = Field(default_factory=list)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     backbones: list[ComponentSpec] = Field(min_length=1)
-    methods: list[ComponentSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
     metrics: list[ComponentSpec] = Field(min_length=1)
     resources: ResourcesSection | None = None
     tracking: TrackingSection = Field(default_factory=TrackingSection)
@@ -360,8 +368,16 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
         for i, b in enumerate(spec.backbones)
         for r in _resolve_component(registry, "backbone", b, path, f"backbones[{i}]")
     ]
+    recipe_names = [r.name for r in recipes]
+    for i, m in enumerate(spec.methods):
+        unknown = sorted(set(m.data or ()) - set(recipe_names))
+        if unknown:
+            raise ConfigError(
+                f"{path}: field methods[{i}].data: no [[data]] recipe named {unknown[0]!r} "
+                f"(recipes: {', '.join(recipe_names) or 'none'})"
+            )
     methods = [
-        r
+        (*r, m.data)
         for i, m in enumerate(spec.methods)
         for r in _resolve_component(registry, "method", m, path, f"methods[{i}]")
     ]
@@ -371,7 +387,7 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
     corpus = spec.corpus.model_dump(exclude_none=True)
     runs: list[Run] = []
     ids: set[str] = set()
-    for b_i, (mcls, mparams, mswept), seed in itertools.product(
+    for b_i, (mcls, mparams, mswept, mdata), seed in itertools.product(
         range(len(backbones)), methods, spec.seeds
     ):
         bcls, bparams, bswept = backbones[b_i]
@@ -382,7 +398,11 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
                     f"{path}: field data: method {mcls.name!r} trains, so the suite needs at least "
                     f"one [[data]] recipe"
                 )
-            recipe_list = [(r.name, r.model_dump(mode="json")) for r in recipes]
+            recipe_list = [
+                (r.name, r.model_dump(mode="json"))
+                for r in recipes
+                if mdata is None or r.name in mdata
+            ]
         else:
             recipe_list = [(None, None)]
         for recipe_name, recipe in recipe_list:

@@ -130,3 +130,26 @@ def test_shipped_suites_validate():
     for path in suites:
         suite = load_suite(path, reg)
         assert suite.runs and any(r.is_anchor for r in suite.runs)
+
+
+def test_a_method_can_train_on_some_recipes_only(tmp_path, manifest, registry):
+    """`data = [...]` on a method: it trains on the recipes named there, the others on all."""
+    methods = (
+        '[[methods]]\nname = "double_anchor"\n\n'
+        '[[methods]]\nname = "double_nudge"\nparams = { target_gain = 0.5 }\ndata = ["spk-a"]\n\n'
+        '[[methods]]\nname = "double_nudge"\nparams = { target_gain = 0.9 }\n'
+    )
+    text = suite_text(manifest, methods=methods).replace(
+        '[[data]]\nname = "spk-a"',
+        '[[data]]\nname = "spk-b"\nspeakers = ["a"]\n\n[[data]]\nname = "spk-a"',
+    )
+    p = tmp_path / "two.toml"
+    p.write_text(text)
+    runs = load_suite(p, registry).runs
+    got = sorted((r.method_params["target_gain"], r.data_recipe) for r in runs if not r.is_anchor)
+    assert got == [(0.5, "spk-a"), (0.9, "spk-a"), (0.9, "spk-b")]
+    p.write_text(text.replace('data = ["spk-a"]', 'data = ["spk-c"]'))
+    with pytest.raises(
+        ConfigError, match=r"methods\[1\]\.data: no \[\[data\]\] recipe named 'spk-c'"
+    ):
+        load_suite(p, registry)
