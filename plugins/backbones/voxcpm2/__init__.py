@@ -608,6 +608,12 @@ class VoxCPM2Backbone(Backbone):
 
         return rollout_logprobs(self, rollouts)
 
+    def rollout_stats(self, rollouts: Sequence[Any], with_kl: bool) -> dict[str, Any]:
+        """logprob, exact entropy and closed-form KL of the SDE steps (``_flow_preference``)."""
+        from ._flow_preference import rollout_stats
+
+        return rollout_stats(self, rollouts, with_kl)
+
     def preference_scores(self, rollouts: Sequence[Any], seed: int) -> Any:
         """Diffusion-DPO score: minus the summed flow-matching loss (+ stop-head term)."""
         from ._flow_preference import preference_scores
