@@ -1,7 +1,8 @@
 """Stage *load*: a suite's results folder read into one table of records and per-item scores.
 
 :func:`load_results` reads every finished run (``DONE`` present) of ``<results>/<suite>/runs``:
-its metric records (``records/<metric>.json``, one row per metric output), per-item scores
+its metric records (``records/<metric>.json`` as :class:`~ttsadapt.results.MetricRecord`, one
+row per metric output), run summaries (:class:`~ttsadapt.results.RunSummary`), per-item scores
 (``scores/<metric>.jsonl``) and checkpoint index (``checkpoints.json``). Failed and unfinished runs
 and records that cannot be used are listed with the reason, never silently dropped. See
 :mod:`ttsadapt.records` for the format.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import pandas as pd
 
 from ..errors import TTSAdaptError
 from ..records import DONE_MARKER
+from ..results import MetricRecord, OutputSummary, ResultsError, RunSummary
 from .jsonio import read_json
 from .scores import UtteranceScores, load_scores
 from .text import canon, params_text
@@ -81,22 +84,6 @@ def _first_line(text: str) -> str:
     return "(no error message)"
 
 
-_REQUIRED = ("run_id", "metric", "metric_version", "outputs")
-
-
-def _headline(record: dict[str, Any]) -> str:
-    outputs = record["outputs"]
-    head = record.get("headline")
-    if isinstance(head, str) and head in outputs:
-        return head
-    for name, out in outputs.items():
-        if isinstance(out, dict) and out.get("headline") is True:
-            return name
-    if record["metric"] in outputs:
-        return record["metric"]
-    return next(iter(outputs))
-
-
 def _run_failure(run_dir: Path, names: set[str] | None = None) -> str | None:
     """The first error line of a failed run, or None when it did not fail.
 
@@ -109,12 +96,13 @@ def _run_failure(run_dir: Path, names: set[str] | None = None) -> str | None:
         if err.is_file():
             return _first_line(err.read_text(encoding="utf-8", errors="replace"))
     if "run.json" in names:
+        path = run_dir / "run.json"
         try:
-            info = read_json(run_dir / "run.json")
-        except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError
+            summary = RunSummary.from_dict(read_json(path), source=path)
+        except (OSError, ValueError, ResultsError):  # unreadable: the DONE marker decides
             return None
-        if isinstance(info, dict) and info.get("status") == "failed":
-            return _first_line(info.get("error") or "failed (run.json gives no error)")
+        if summary.failed:
+            return summary.first_error_line()
     return None
 
 
@@ -143,7 +131,7 @@ def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> Lo
             f"{runs_dir}: no runs folder; expected the results of a suite run "
             f"(<results>/<suite>/runs/<run_id>/...)"
         )
-    headlines = headlines or {}
+    context = _Context(headlines or {}, _suite_anchor(suite_dir))
     loaded = LoadedResults(
         suite=suite_dir.name, suite_dir=suite_dir, records=pd.DataFrame(), scores={}
     )
@@ -152,9 +140,28 @@ def load_results(suite_dir: Path, headlines: dict[str, str] | None = None) -> Lo
         run_names = sorted(e.name for e in it if e.is_dir())
     with _gc_paused():
         for run_id in run_names:
-            _load_run(runs_dir / run_id, loaded, headlines, rows)
+            _load_run(runs_dir / run_id, loaded, context, rows)
     loaded.records = pd.DataFrame(rows)
     return loaded
+
+
+@dataclass
+class _Context:
+    """What every record of a suite is read with: the caller's headline outputs by metric, and
+    the suite's anchor method (for records that do not say whether they are the anchor)."""
+
+    headlines: dict[str, str]
+    anchor_method: str | None
+
+
+def _suite_anchor(suite_dir: Path) -> str | None:
+    """The ``anchor`` of the suite file the runner copied beside the runs (None without one)."""
+    try:
+        with open(suite_dir / "suite.toml", "rb") as fh:
+            anchor = tomllib.load(fh).get("anchor")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return anchor if isinstance(anchor, str) else None
 
 
 @contextlib.contextmanager
@@ -171,7 +178,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _load_run(
-    run_dir: Path, loaded: LoadedResults, headlines: dict[str, str], rows: list[dict[str, Any]]
+    run_dir: Path, loaded: LoadedResults, context: _Context, rows: list[dict[str, Any]]
 ) -> None:
     """Read one run folder into ``loaded`` (failures, checkpoints, scores) and ``rows``."""
     run_id = run_dir.name
@@ -199,7 +206,7 @@ def _load_run(
     for rec_name in _json_files(rec_dir):
         rows.extend(
             _load_record(
-                os.path.join(rec_dir, rec_name), run_id, folder, loaded, headlines, score_names
+                os.path.join(rec_dir, rec_name), run_id, folder, loaded, context, score_names
             )
         )
 
@@ -209,59 +216,44 @@ def _load_record(
     run_id: str,
     run_dir: str,
     loaded: LoadedResults,
-    headlines: dict[str, str],
+    context: _Context,
     score_names: set[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """One record file as rows (one per output, headline first); its scores into ``loaded``.
+
+    A record that cannot be read or is not a metric record (see
+    :class:`~ttsadapt.results.MetricRecord`) is listed as a bad record, one whose status is not
+    ``ok`` as failed; either way the run's other records still load.
+    """
     metric_name = os.path.splitext(os.path.basename(rec_path))[0]
     try:
-        record = read_json(rec_path)
+        raw = read_json(rec_path)
     except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
         loaded.failed_records.append(
             FailedRun(run_id, f"{rec_path}: not valid JSON ({exc})", "bad record", metric_name)
         )
         return []
-    if not isinstance(record, dict):
+    try:
+        record = MetricRecord.from_dict(raw, source=rec_path)
+    except ResultsError as exc:
+        loaded.failed_records.append(FailedRun(run_id, str(exc), "bad record", metric_name))
+        return []
+    metric = record.metric
+    if not record.ok:
         loaded.failed_records.append(
             FailedRun(
-                run_id,
-                f"{rec_path}: expected a JSON object, got {type(record).__name__}",
-                "bad record",
-                metric_name,
+                run_id, _first_line(record.error or f"status {record.status}"), "failed", metric
             )
         )
         return []
-    missing = [k for k in _REQUIRED if k not in record]
-    if missing or not isinstance(record.get("outputs"), dict):
-        loaded.failed_records.append(
-            FailedRun(
-                run_id,
-                f"{rec_path}: missing field(s) {', '.join(missing) or 'outputs (a mapping)'}",
-                "bad record",
-                metric_name,
-            )
-        )
-        return []
-    metric = record["metric"]
-    if record.get("status", "ok") != "ok":
-        loaded.failed_records.append(
-            FailedRun(
-                run_id,
-                _first_line(record.get("error") or f"status {record.get('status')}"),
-                "failed",
-                metric,
-            )
-        )
-        return []
-    if not record["outputs"]:
+    if not record.outputs:
         loaded.failed_records.append(
             FailedRun(run_id, f"{rec_path}: no outputs", "bad record", metric)
         )
         return []
-    if isinstance(record.get("human"), dict):
-        loaded.human[(run_id, metric)] = record["human"]
-    head = headlines.get(metric) if headlines.get(metric) in record["outputs"] else None
-    head = head or _headline(record)
-    order = [head] + [o for o in record["outputs"] if o != head]
+    if record.human is not None:
+        loaded.human[(run_id, metric)] = record.human
+    order = record.output_order(context.headlines.get(metric))
     scores_path = os.path.join(run_dir, "scores", f"{metric}.jsonl")
     if (
         (f"{metric}.jsonl" in score_names)
@@ -269,60 +261,68 @@ def _load_record(
         else os.path.isfile(scores_path)
     ):
         loaded.scores[(run_id, metric)] = load_scores(scores_path, order)
-    identity = [
-        record.get("backbone"),
-        record.get("backbone_version"),
-        record.get("backbone_params"),
-        record.get("method"),
-        record.get("method_version"),
-        record.get("method_params"),
-        record.get("data_recipe"),
-    ]
-    settings = record.get("synthesis_settings") or {}
-    if settings:  # a [synthesis] setting is part of the system (records without one: unchanged)
-        identity.append({"synthesis": settings})
-    system = canon(identity)
-    base = {
-        "synthesis": params_text(settings),
-        "run_id": record.get("run_id", run_id),
-        "system": system,
-        "backbone": record.get("backbone"),
-        "backbone_params": canon(record.get("backbone_params") or {}),
-        "method": record.get("method"),
-        "method_params": record.get("method_params") or {},
-        "data_recipe": record.get("data_recipe"),
-        "is_anchor": bool(record.get("is_anchor", False)),
-        "seed": record.get("seed"),
-        "suite_version": record.get("suite_version"),
-        "metric": metric,
-        "metric_version": str(record["metric_version"]),
-        "n_items": record.get("n_items"),
-        "n_errors": record.get("n_errors"),
-        "trainable_params": record.get("trainable_params"),
-        "total_params": record.get("total_params"),
-        "adapter_bytes": record.get("adapter_bytes"),
-    }
+    base = _system_fields(record, context)
     out_rows = []
     for index, name in enumerate(order):
-        out = record["outputs"][name] or {}
-        rng = out.get("range") or [None, None]
+        out = record.outputs[name] or _NO_OUTPUT
+        low, high = out.bounds
         out_rows.append(
             {
                 **base,
                 "output": name,
                 "output_index": index,
                 "is_headline": index == 0,
-                "higher_is_better": _direction(out.get("higher_is_better", True)),
-                "unit": out.get("unit") or "",
-                "range_low": rng[0],
-                "range_high": rng[1] if len(rng) > 1 else None,
-                "record_mean": out.get("mean"),
-                "record_ci_low": out.get("ci_low"),
-                "record_ci_high": out.get("ci_high"),
-                "record_n": out.get("n"),
+                "higher_is_better": out.higher_is_better,
+                "unit": out.unit or "",
+                "range_low": low,
+                "range_high": high,
+                "record_mean": out.mean,
+                "record_ci_low": out.ci_low,
+                "record_ci_high": out.ci_high,
+                "record_n": out.n,
             }
         )
     return out_rows
+
+
+_NO_OUTPUT = OutputSummary()  # an output given as null: nothing known about it
+
+
+def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
+    """The columns every output row of ``record`` shares: the system it belongs to (its key is
+    the canonical JSON of the identity fields), the run, the metric, sizes."""
+    identity = [
+        record.backbone,
+        record.backbone_version,
+        record.backbone_params,
+        record.method,
+        record.method_version,
+        record.method_params,
+        record.data_recipe,
+    ]
+    settings = record.synthesis_settings
+    if settings:  # a [synthesis] setting is part of the system (records without one: unchanged)
+        identity.append({"synthesis": settings})
+    return {
+        "synthesis": params_text(settings),
+        "run_id": record.run_id,
+        "system": canon(identity),
+        "backbone": record.backbone,
+        "backbone_params": canon(record.backbone_params),
+        "method": record.method,
+        "method_params": record.method_params,
+        "data_recipe": record.data_recipe,
+        "is_anchor": record.anchor(context.anchor_method),
+        "seed": record.seed,
+        "suite_version": record.suite_version,
+        "metric": record.metric,
+        "metric_version": record.metric_version,
+        "n_items": record.n_items,
+        "n_errors": record.n_errors,
+        "trainable_params": record.trainable_params,
+        "total_params": record.total_params,
+        "adapter_bytes": record.adapter_bytes,
+    }
 
 
 def _normalise_checkpoints(raw: Any) -> dict[str, Any]:
@@ -356,8 +356,3 @@ def check_metric_versions(loaded: LoadedResults) -> None:
             + " | ".join(problems)
             + ". Re-score the older runs (ttsadapt run ... --overwrite always) or move them aside."
         )
-
-
-def _direction(value: Any) -> bool | None:
-    """A record's ``higher_is_better``: True, False, or None for an output without a direction."""
-    return None if value is None else bool(value)

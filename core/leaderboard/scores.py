@@ -1,24 +1,26 @@
 """Per-item score rows (``scores/<metric>.jsonl``) as one array per metric output.
 
-Rows with an ``error`` count as NaN; an error beginning with ``not applicable`` counts as not
-applicable (the item cannot be scored by this metric), any other as a failed item.
+The rows are :class:`ttsadapt.results.ScoreRow` objects, read here as arrays (a suite has hundreds
+of thousands). Rows with an ``error`` count as NaN; one that is not applicable (the metric cannot
+score the item: its ``not_applicable`` field, or in version 1 rows an error beginning with ``not
+applicable``) is counted apart from failed items.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import compress
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..results import NOT_APPLICABLE_PREFIX, is_not_applicable
 from .jsonio import read_score_rows
 
 __all__ = ["NOT_APPLICABLE_PREFIX", "UtteranceScores", "load_scores", "number"]
-
-NOT_APPLICABLE_PREFIX = "not applicable"
 
 
 @dataclass
@@ -40,15 +42,16 @@ def load_scores(path: Path | str, outputs: list[str]) -> UtteranceScores:
         return _scores_from_odd_rows(rows, outputs)
 
 
-def _count_errors(errors: list[Any]) -> tuple[int, int]:
-    """(not applicable, failed) among the rows' ``error`` fields."""
+def _count_errors(rows: list[Any], errors: list[Any]) -> tuple[int, int]:
+    """(not applicable, failed) among the rows with an ``error`` (see
+    :func:`ttsadapt.results.is_not_applicable`: the row's ``not_applicable``, else the prefix)."""
     n_na = n_failed = 0
-    for err in errors:
-        if err:
-            if str(err).lower().startswith(NOT_APPLICABLE_PREFIX):
-                n_na += 1
-            else:
-                n_failed += 1
+    for row, err in compress(zip(rows, errors), errors):  # the rows with an error only
+        flag = row.get("not_applicable") if isinstance(row, dict) else None
+        if is_not_applicable(err, flag):
+            n_na += 1
+        else:
+            n_failed += 1
     return n_na, n_failed
 
 
@@ -79,7 +82,7 @@ def _scores_from_rows(rows: list[dict[str, Any]], outputs: list[str]) -> Utteran
         flat = [tuple(v.get(name, math.nan) for name in outputs) for v in ok]
     # None -> NaN; a string or a nested value raises here and takes the careful path
     matrix = np.array(flat, dtype=float).reshape(len(rows), len(outputs)).T.copy()
-    return UtteranceScores(items, dict(zip(outputs, matrix)), *_count_errors(errors))
+    return UtteranceScores(items, dict(zip(outputs, matrix)), *_count_errors(rows, errors))
 
 
 def _scores_from_odd_rows(rows: list[Any], outputs: list[str]) -> UtteranceScores:
@@ -95,7 +98,7 @@ def _scores_from_odd_rows(rows: list[Any], outputs: list[str]) -> UtteranceScore
         for r, e in zip(rows, errors)
     ]
     values = {name: np.array([number(v.get(name)) for v in ok], dtype=float) for name in outputs}
-    return UtteranceScores(items, values, *_count_errors(errors))
+    return UtteranceScores(items, values, *_count_errors(rows, errors))
 
 
 def number(value: Any) -> float:

@@ -1,0 +1,112 @@
+"""What every file model of a results folder shares: a schema version, reading and writing.
+
+A model is read with :meth:`DiskModel.from_disk` (a file) or :meth:`DiskModel.from_dict` (an
+object already parsed, e.g. by a faster reader), and written with :meth:`DiskModel.to_disk` in the
+layout the runner has always used (sorted keys, two-space indent, written atomically). Fields the
+model does not name are kept and written back, so a file read and written again is unchanged.
+Version 1 files carry their version under ``schema`` (records, run summaries) or not at all
+(score rows); a file from a newer version than this code reads is refused with a
+:class:`ResultsError` that says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import TTSAdaptError
+from ..records import atomic_write_json
+
+try:  # a declared dependency; the standard library gives the same results, only slower
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+__all__ = ["SCHEMA_VERSION", "DiskModel", "ResultsError", "describe_validation_error"]
+
+SCHEMA_VERSION = 1
+
+
+class ResultsError(TTSAdaptError):
+    """A file of a results folder cannot be read as what it should be; the message names the file
+    and the field."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line: the missing fields by name, then up to three other problems as ``field: why``."""
+    missing = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "missing"]
+    other = [
+        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']} (got {e['input']!r})"
+        for e in exc.errors()
+        if e["type"] != "missing"
+    ]
+    parts = [f"missing field(s) {', '.join(missing)}"] if missing else []
+    parts += other[:3] + ([f"and {len(other) - 3} more"] if len(other) > 3 else [])
+    return "; ".join(parts)
+
+
+class DiskModel(BaseModel):
+    """Base of the results-folder models: ``schema_version`` plus reading and writing."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    #: what the file is, for messages ("metric record", "run summary", ...)
+    kind: ClassVar[str] = "results file"
+    #: whether the version is written (``schema``) even when the file read had none
+    version_key: ClassVar[bool] = True
+
+    schema_version: int = Field(
+        default=SCHEMA_VERSION,
+        validation_alias=AliasChoices("schema", "schema_version"),
+        serialization_alias="schema",
+    )
+
+    @classmethod
+    def from_dict(cls, data: Any, source: Path | str = "<object>") -> Self:
+        """Validate a parsed object; a :class:`ResultsError` names ``source`` and the fields."""
+        if not isinstance(data, dict):
+            raise ResultsError(
+                f"{source}: expected a JSON object ({cls.kind}), got {type(data).__name__}"
+            )
+        version = data.get("schema_version", data.get("schema", SCHEMA_VERSION))
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ResultsError(
+                f"{source}: {cls.kind} of schema {version}, newer than this ttsadapt reads (up to "
+                f"{SCHEMA_VERSION}); upgrade ttsadapt to read it"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ResultsError(f"{source}: {describe_validation_error(exc)}") from None
+
+    @classmethod
+    def from_disk(cls, path: Path | str) -> Self:
+        """Read and validate the JSON file ``path``."""
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            obj = _orjson.loads(data) if _orjson is not None else json.loads(data)
+        except OSError as exc:
+            raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except ValueError:  # orjson refuses NaN/Infinity, which Python's json writes
+            try:
+                obj = json.loads(data)
+            except ValueError as exc:
+                raise ResultsError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(obj, source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object written to disk: the fields it was read with or given (defaults never set
+        are left out, so a file read and written again is unchanged) under their on-disk names,
+        and its schema version."""
+        data = self.model_dump(by_alias=True, exclude_unset=True)
+        if self.version_key:
+            data["schema"] = self.schema_version
+        return data
+
+    def to_disk(self, path: Path | str) -> None:
+        """Write atomically as the runner writes (sorted keys, two-space indent)."""
+        atomic_write_json(Path(path), self.to_dict())
