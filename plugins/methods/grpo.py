@@ -68,7 +68,9 @@ class PreferenceParams(RewardParams):
         default_factory=dict, description="other decoding settings of the backbone"
     )
     clone: bool = Field(
-        True, description="prompt with another clip of the speaker, as evaluation does"
+        True,
+        description="prompt with another clip of the speaker, as evaluation does (that clip "
+        "is the speaker similarity's reference either way)",
     )
     adapter: Literal["lora", "full"] = "lora"
     scope: Literal["lm", "decoder", "all"] = "lm"
@@ -244,10 +246,10 @@ class PreferenceMethod(Method):
             raise ConfigError(f"method '{self.name}' needs training data; the train split is empty")
         self._audio_cache: dict[str, tuple[np.ndarray | None, int | None]] = {}
         self._log = ctx.logger
-        self._prompts = self._prompt_clips(list(data.train)) if self.params.clone else {}
+        self._prompts = self._prompt_clips(list(data.train))  # speaker references, and clones
 
     def request(self, clip: Clip) -> SynthesisRequest:
-        prompt = self._prompts.get(clip.id)
+        prompt = self._prompts.get(clip.id) if self.params.clone else None
         audio, sr = self._audio(prompt.audio) if prompt is not None else (None, None)
         return SynthesisRequest(
             id=clip.id,
