@@ -1,7 +1,9 @@
 """Batched, cached scoring of evaluation items by several metrics; ``ttsadapt score`` on top.
 
 :class:`Scorer` runs each metric over a list of :class:`EvalItem` in batches, setting a metric up
-(loading its model) only when some item is not in the cache yet. The cache is an SQLite file
+(loading its model) only when some item is not in the cache yet, and once per process for each
+metric instance (:func:`ensure_set_up`). It is the one scorer every evaluation path uses (see
+:mod:`ttsadapt.evaluation`: runs, the dev metric, data cards, data filters). The cache is an SQLite file
 (WAL mode: safe for concurrent processes; each write is one transaction) keyed by
 sha256(metric name, version, resolved params, model provenance = package versions and weight-file
 hashes, audio bytes + sample rate, and what the metric reads besides: text and language, reference
@@ -19,6 +21,7 @@ import json
 import math
 import sqlite3
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +113,20 @@ class ScoreCache:
         self._db.close()
 
 
+_SET_UP: weakref.WeakValueDictionary[int, Metric] = weakref.WeakValueDictionary()
+
+
+def ensure_set_up(metric: Metric) -> None:
+    """Set ``metric`` up (load its model) unless this process already set this instance up."""
+    if _SET_UP.get(id(metric)) is metric:
+        return
+    metric.setup()
+    try:
+        _SET_UP[id(metric)] = metric
+    except TypeError:  # not weak-referenceable: the next scorer sets it up again
+        pass
+
+
 class Scorer:
     """Scores items with several metrics, each set up once and only when needed, with a cache.
 
@@ -124,7 +141,6 @@ class Scorer:
         self.metrics = dict(metrics)
         self.cache = ScoreCache(Path(cache_dir) / CACHE_FILE) if cache_dir is not None else None
         self.batch_size = max(1, batch_size)
-        self._ready: set[str] = set()
 
     def score(self, items: list[EvalItem], progress: bool = True) -> dict[str, list[ItemScore]]:
         """``{metric name: [ItemScore per item, in order]}``; a bad item gets an error row."""
@@ -153,9 +169,7 @@ class Scorer:
                     )
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            if name not in self._ready:
-                metric.setup()
-                self._ready.add(name)
+            ensure_set_up(metric)
             bar = tqdm(total=len(todo), desc=f"scoring {name}", disable=not progress, leave=False)
             for start in range(0, len(todo), self.batch_size):
                 idx = todo[start : start + self.batch_size]

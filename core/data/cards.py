@@ -8,8 +8,9 @@
 :mod:`ttsadapt.data.acoustics`), ``dnsmos_ovrl_mean``, ``dnsmos_ovrl_std``, ``dnsmos_clips``
 (null when DNS-MOS is off), ``wada_snr_mean_db`` and ``adaptation_risk`` from the seed study's thresholds on ``energy_std_db``: ``low`` at 13 dB or
 more (gains expected), ``high`` below 10 dB (degradation expected), ``medium`` between.
-DNS-MOS and WADA-SNR come from the registered ``dnsmos`` and ``wada_snr`` metrics; when one is
-not registered its columns are ``null`` and ``notes`` says why.
+DNS-MOS and WADA-SNR come from the registered ``dnsmos`` and ``wada_snr`` metrics, scored through
+the shared evaluation path (:class:`ttsadapt.evaluation.ClipScorer`); when one is not registered
+its columns are ``null`` and ``notes`` says why.
 
 DNS-MOS is by far the most expensive column (about one model window per audio second), so by
 default it is computed on a documented, deterministic sample of each speaker's clips
@@ -30,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import load_audio, resample
+from ..audio import load_audio
 from ..errors import ItemError
+from ..evaluation import ClipScorer
 from ..records import atomic_write_json, atomic_write_text
-from ..types import Clip, EvalItem
+from ..types import Clip
 from .acoustics import EnergyAccumulator, frame_energy_db
 from .manifest import RUN_CHECKS, AudioCheckCache, load_manifest
 
@@ -154,44 +156,6 @@ class DnsmosSample:
         return chosen
 
 
-class _Scorer:
-    """Batches clips into a registered metric; headline value per clip id."""
-
-    def __init__(self, registry: Any, name: str, batch: int = 32) -> None:
-        from .scoring import get_metric
-
-        self.cls = registry.get("metric", name)
-        self.metric = get_metric(registry, name)
-        self.output = self.cls.outputs[0].name
-        self.batch_size = batch
-        self.values: dict[str, float] = {}
-        self.errors: dict[str, str] = {}
-        self._batch: list[EvalItem] = []
-
-    def add(self, clip: Clip, x: np.ndarray, sr: int) -> None:
-        if self.cls.sample_rate and sr != self.cls.sample_rate:
-            x, sr = resample(x, sr, self.cls.sample_rate), self.cls.sample_rate
-        self._batch.append(EvalItem(id=clip.id, audio=x, sample_rate=sr, text=clip.text))
-        if len(self._batch) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._batch:
-            return
-        try:
-            scores = self.metric.score(self._batch)
-        except Exception as exc:  # noqa: BLE001 - a failing batch leaves its clips unscored
-            for item in self._batch:
-                self.errors[item.id] = f"{type(exc).__name__}: {exc}"
-            scores = []
-        for s in scores:
-            if s.error is None and self.output in s.values:
-                self.values[s.id] = float(s.values[self.output])
-            else:
-                self.errors[s.id] = s.error or f"no '{self.output}' value"
-        self._batch.clear()
-
-
 def build_card(
     clips: list[Clip],
     registry: Any = None,
@@ -215,14 +179,14 @@ def build_card(
     def rows_of(clip: Clip) -> tuple[_Group, _Group, _Group]:
         return groups["speakers"][clip.speaker], groups["languages"][clip.language], overall
 
-    scorers: dict[str, _Scorer] = {}
+    scorers: dict[str, ClipScorer] = {}
     for name, wanted in (("dnsmos", with_dnsmos), ("wada_snr", with_wada)):
         if not wanted:
             notes.append(f"{name} not computed (switched off)")
         elif registry is None or name not in registry.names("metric"):
             notes.append(f"metric '{name}' is not registered; its columns are null")
         else:
-            scorers[name] = _Scorer(registry, name)
+            scorers[name] = ClipScorer(registry, name)
     wada = scorers.get("wada_snr")
     durations: dict[str, float] = {}
     for clip in clips:

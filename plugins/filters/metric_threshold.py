@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ttsadapt.components import DataFilter, FilterResult
-from ttsadapt.data.scoring import resolve_metric_params, score_clips
 from ttsadapt.errors import ConfigError
+from ttsadapt.evaluation import resolve_metric_params, score_clips
 from ttsadapt.types import Clip
 
 

@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import Field
 
 from ttsadapt.components import DataFilter, FilterResult, Params
-from ttsadapt.data.scoring import resolve_metric_params, score_clips
 from ttsadapt.errors import ConfigError
+from ttsadapt.evaluation import resolve_metric_params, score_clips
 from ttsadapt.markers import hookimpl
 from ttsadapt.types import Clip
 
