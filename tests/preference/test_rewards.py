@@ -176,3 +176,35 @@ def test_bad_reward_configs_are_named(registry):
             ),
             lookup,
         ).output("pref_loudness")
+
+
+@pytest.mark.slow
+def test_the_real_cer_reward_prefers_the_whole_sentence(tmp_path):
+    """Whisper tiny.en (the reward's ASR) on an espeak-ng reading: the whole sentence earns more
+    than its first 40 %, and the record keeps the raw CER."""
+    import shutil
+    import subprocess
+
+    from ttsadapt.audio import load_audio
+    from ttsadapt.registry import build_registry
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    text = "The birch canoe slid on the smooth planks."
+    wav = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
+    audio, sr = load_audio(wav)
+    reg = build_registry(autoload=False)
+    model = RewardModel(RewardParams(reward_weights={"cer": 1.0}), lambda n: reg.get("metric", n))
+    items = [
+        EvalItem(id="whole", audio=audio, sample_rate=sr, text=text),
+        EvalItem(id="part", audio=audio[: int(0.4 * audio.size)], sample_rate=sr, text=text),
+    ]
+    try:
+        model.metric("cer").setup()
+    except Exception as exc:  # noqa: BLE001 - Whisper tiny.en ships with an optional package
+        pytest.skip(f"Whisper tiny.en is not available offline: {exc}")
+    result = model.score(items, [True, True], [0, 0])
+    assert result.gates == [None, None]
+    assert result.raw["cer"][0] < 0.2 and result.raw["cer"][1] > 0.3
+    assert result.rewards[0] > result.rewards[1] + 0.2
