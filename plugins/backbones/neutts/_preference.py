@@ -276,9 +276,13 @@ def _chunks(bb: NeuTTS, rollouts: Sequence[Rollout]) -> list[Sequence[Rollout]]:
 
 
 def _summed(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Summed log-softmax of ``logits`` at ``targets`` over the valid positions (the chosen logit
+    minus the log-sum-exp: no (n, L, V) log-softmax copy of a large vocabulary is kept)."""
     import torch
 
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, :, None]).squeeze(-1)
+    logits = logits.float()
+    chosen = logits.gather(-1, targets[:, :, None]).squeeze(-1)
+    logp = chosen - torch.logsumexp(logits, dim=-1)
     return (logp * valid.to(logp.dtype)).sum(-1)
 
 
