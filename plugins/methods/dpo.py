@@ -33,7 +33,7 @@ from ttsadapt.markers import hookimpl
 from ttsadapt.preference import Rollout, dpo_loss, drop_reference, reference_policy
 from ttsadapt.records import atomic_write_jsonl
 
-from .grpo import PreferenceMethod, PreferenceParams, summarise
+from .grpo import PreferenceMethod, PreferenceParams, plain, summarise
 
 PAIRS_FILE = "pairs.jsonl"
 
@@ -194,12 +194,14 @@ class Dpo(PreferenceMethod):
             logs = self._update(backbone, candidates, batch, scale, ctx.seed * 7919 + step)
             logs["grad_norm"] = self.step_optimizer(params, optimizer, scheduler)
             curves.append(
-                {
-                    "step": step,
-                    **logs,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "update_s": round(time.perf_counter() - t1, 4),
-                }
+                plain(
+                    {
+                        "step": step,
+                        **logs,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "update_s": round(time.perf_counter() - t1, 4),
+                    }
+                )
             )
             bar.update(1)
             bar.set_postfix({"acc": f"{logs['implicit_accuracy']:.2f}"}, refresh=False)
@@ -228,7 +230,7 @@ class Dpo(PreferenceMethod):
             total_params=total,
             adapter_bytes=adapter_bytes,
             curves=curves,
-            stats=stats,
+            stats=plain(stats),
         )
 
     def _update(

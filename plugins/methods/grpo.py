@@ -383,9 +383,9 @@ class Grpo(PreferenceMethod):
                 "update_s": round(time.perf_counter() - t1, 4),
                 "step_s": round(time.perf_counter() - t0, 4),
             }
-            curves.append(row)
+            curves.append(plain(row))
             bar.update(1)
-            bar.set_postfix({"reward": f"{row['reward_mean']:.3f}"}, refresh=False)
+            bar.set_postfix({"reward": f"{result.rewards.mean():.3f}"}, refresh=False)
         bar.close()
         train_s = time.perf_counter() - t_start
         drop_reference(backbone)
@@ -405,7 +405,7 @@ class Grpo(PreferenceMethod):
             total_params=total,
             adapter_bytes=adapter_bytes,
             curves=curves,
-            stats=stats,
+            stats=plain(stats),
         )
 
     def update(
@@ -455,13 +455,26 @@ class Grpo(PreferenceMethod):
         return out
 
 
+def plain(value: Any) -> Any:
+    """``value`` for a JSON record: NaN and infinities become null, numpy scalars Python ones."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def summarise(curves: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
     """Mean per step of each timing key, and the reward at the first and the last step."""
     stats: dict[str, Any] = {}
     for key in keys:
-        mean, _ = mean_std([c.get(key, math.nan) for c in curves])
+        mean, _ = mean_std([c.get(key) for c in curves])
         stats[f"{key}_per_step"] = round(mean, 4) if math.isfinite(mean) else None
-    rewards = [c["reward_mean"] for c in curves if "reward_mean" in c]
+    rewards = [c["reward_mean"] for c in curves if c.get("reward_mean") is not None]
     if rewards:
         stats["reward_first"] = rewards[0]
         stats["reward_last"] = rewards[-1]
