@@ -40,9 +40,11 @@ def build_leaderboard(
     prompt and the real recording.
 
     ``select`` names the checkpoint-selection rule whose validation loss is shown and marked in the
-    plots (``val_loss`` or ``dev_score``). ``headlines`` maps metric -> headline output for records
-    that do not name one (the CLI passes ``Metric.headline().name`` from the registry); without it
-    a record's ``headline`` field, an output named like the metric, or its first output is used.
+    plots (``val_loss`` or ``dev_score``). ``headlines`` maps metric -> the output to show as its
+    headline (e.g. ``Metric.headline().name`` from a registry), overriding the records'; without
+    it each record's ``headline`` is used (resolved for older records by
+    :class:`~ttsadapt.results.MetricRecord`: the flagged output, the one named like the metric, or
+    the first).
     ``plugins`` is the plugin manager whose renderers write the files (the built-in Markdown, CSV
     and HTML, and any format a plugin registers with ``ttsadapt_register_leaderboard_renderers``)
     and whose ``ttsadapt_leaderboard_written`` hook is called once the files are written; None:
