@@ -1,4 +1,17 @@
-"""The runner: for each planned run, adapt → synthesise the evaluation set → score → records.
+"""The runner: each planned run goes through its stages, each a method of :class:`SuiteRunner`:
+
+1. prepare data (:meth:`SuiteRunner._prepare_data`; the training data by :meth:`training_data`):
+   the suite's clips, its evaluation set (:mod:`ttsadapt.evaluation`), the clips set aside;
+2. adapt (:meth:`SuiteRunner._adapt_stage`): the method adapts the loaded backbone, once per
+   training identity when runs share it;
+3. synthesise (:meth:`SuiteRunner._synthesise`): speak the evaluation set
+   (:func:`ttsadapt.evaluation.synthesize`) and keep the audio and timings in the run folder;
+4. score (:meth:`SuiteRunner._score`): every metric through the shared, cached scorer;
+5. record (:meth:`SuiteRunner._record`): per-item score rows and one record per metric
+   (:func:`build_record`), plus the latency record.
+
+``run.json``'s ``timings`` gives each stage's seconds: ``load_s`` (loading the backbone),
+``adapt_s``, ``synth_s``, ``score_s`` (scoring and recording) and ``total_s``.
 
 Everything a run produces lands in its own folder of the record store (see :mod:`ttsadapt.records`).
 Every clip a run trains, validates or evaluates on passes the full audio check first
@@ -23,7 +36,8 @@ import shutil
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +47,24 @@ from tqdm.auto import tqdm
 
 from .audio import load_audio, write_audio
 from .components import AdaptResult, Backbone, Method, Metric, RunContext, TrainingData
-from .errors import ItemError, TTSAdaptError
+from .errors import TTSAdaptError
+from .evaluation import (
+    EvalSet,
+    Evaluator,
+    Synthesis,
+    dev_scorer,
+    eval_item,
+    select_eval_set,
+    speaker_subset,
+    synthesize,
+)
 from .executors import Executor, LocalExecutor
 from .provenance import provenance, resolve_device
 from .records import SCHEMA_VERSION, atomic_write_json, atomic_write_jsonl, read_jsonl
 from .registry import Registry
 from .store import RunLockedError, RunStore
 from .suite import Run, Suite
-from .types import Clip, EvalItem, ItemScore, SynthesisRequest
+from .types import Clip, EvalItem, ItemScore
 
 OVERWRITE_MODES = ("never", "only-missing", "always")
 NOT_APPLICABLE = "not applicable"
@@ -65,15 +89,6 @@ class SuiteSummary:
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(o.status for o in self.outcomes))
-
-
-@dataclass
-class EvalSet:
-    """The suite's fixed evaluation set, loaded once per process."""
-
-    clips: list[Clip]
-    prompts: dict[str, Clip]  # speaker -> reference clip of that speaker (not from the eval split)
-    quarantine: list[Any]
 
 
 def seed_everything(seed: int) -> None:
@@ -116,8 +131,8 @@ class SuiteRunner:
         self._audio_check: dict[str, Any] | None = None
         self._eval: EvalSet | None = None
         self._eval_by_speakers: dict[tuple[str, ...], EvalSet] = {}
-        self._metrics: dict[str, Metric] = {}
-        self._scorer: Any = None
+        # the one scorer of every stage that scores (the run's metrics, the dev metric)
+        self.evaluator = Evaluator(registry, self.cache_dir)
 
     # ------------------------------------------------------------------ planning
 
@@ -190,7 +205,7 @@ class SuiteRunner:
             return RunOutcome(run.run_id, run.label(), "locked", str(exc))
         return RunOutcome(run.run_id, run.label(), status, error, time.perf_counter() - t0)
 
-    # ------------------------------------------------------------------ data
+    # ------------------------------------------------------------------ 1. prepare data
 
     def clips(self) -> list[Clip]:
         """The suite's clips that pass the full audio check (the rest are in ``_quarantine``)."""
@@ -220,27 +235,11 @@ class SuiteRunner:
         return self._clips
 
     def eval_set(self) -> EvalSet:
+        """The suite's evaluation set (:func:`ttsadapt.evaluation.select_eval_set`), built once."""
         if self._eval is None:
-            spec = self.suite.spec.evaluation
             clips = self.clips()
-            speakers = set(spec.speakers) if spec.speakers else None
-            chosen = [
-                c
-                for c in clips
-                if c.split == spec.split and (speakers is None or c.speaker in speakers)
-            ]
-            if not chosen:
-                raise TTSAdaptError(
-                    f"suite {self.suite.path}: the evaluation set is empty (split {spec.split!r}"
-                    + (f", speakers {sorted(speakers)}" if speakers else "")
-                    + ")"
-                )
-            chosen = _round_robin_by_speaker(sorted(chosen, key=lambda c: c.id), spec.max_items)
-            prompts: dict[str, Clip] = {}
-            for c in sorted(clips, key=lambda c: c.id):
-                if c.split != spec.split and c.speaker not in prompts:
-                    prompts[c.speaker] = c
-            self._eval = EvalSet(chosen, prompts, self._quarantine)
+            spec = self.suite.spec.evaluation
+            self._eval = select_eval_set(clips, spec, self._quarantine, self.suite.path)
         return self._eval
 
     def eval_set_for(self, run: Run) -> EvalSet:
@@ -252,14 +251,26 @@ class SuiteRunner:
             return full
         key = tuple(sorted(speakers))
         if key not in self._eval_by_speakers:
-            clips = [c for c in full.clips if c.speaker in key]
-            if not clips:
-                raise TTSAdaptError(
-                    f"suite {self.suite.path}: recipe {run.data_recipe!r} trains on speakers "
-                    f"{list(key)}, none of whom is in the evaluation set"
-                )
-            self._eval_by_speakers[key] = EvalSet(clips, full.prompts, full.quarantine)
+            subset = speaker_subset(full, key, self.suite.path, run.data_recipe)
+            self._eval_by_speakers[key] = subset
         return self._eval_by_speakers[key]
+
+    def _prepare_data(
+        self, run: Run, run_dir: Path, summary: dict[str, Any]
+    ) -> tuple[EvalSet, list[dict[str, Any]]]:
+        """Stage 1: the run's evaluation set, its counts in ``run.json``'s ``data`` and the rows of
+        the clips the manifest check set aside (the training data is prepared in the adapt stage,
+        by :meth:`training_data`, when the method trains)."""
+        eval_set = self.eval_set_for(run)
+        summary["data"] = {
+            "eval_items": len(eval_set.clips),
+            "audio_check": self._audio_check,
+            "quarantined": len(eval_set.quarantine),
+            "quarantine_reasons": dict(Counter(q.code for q in eval_set.quarantine)),
+        }
+        drops = self._manifest_drops()
+        self._write_drops(run_dir, summary, drops)
+        return eval_set, drops
 
     def training_data(
         self, run: Run, backbone: Backbone, logger: logging.Logger
@@ -385,22 +396,14 @@ class SuiteRunner:
         data["dropped_by_stage"] = dict(sorted(Counter(r["stage"] for r in rows).items()))
         data["dropped_clips"] = DROPPED_CLIPS_FILE
 
-    # ------------------------------------------------------------------ metrics
-
     def metric_instances(self, names: Sequence[str] | None = None) -> dict[str, Metric]:
-        wanted = [m for m in self.suite.runs[0].metrics] if self.suite.runs else []
-        for m in wanted:
-            if m["name"] not in self._metrics:
-                cls = self.registry.get("metric", m["name"])
-                self._metrics[m["name"]] = cls(**m["params"])
-        if names is None:
-            return dict(self._metrics)
-        return {n: self._metrics[n] for n in names}
-
-    def scorer(self, metrics: dict[str, Metric]) -> Any:
-        from .scoring import Scorer
-
-        return Scorer(metrics, self.cache_dir)
+        """The suite's metrics (all, or ``names``) as the process's shared instances
+        (:func:`ttsadapt.evaluation.metric_instance`), with the suite's parameters."""
+        specs = {
+            m["name"]: m["params"] for m in (self.suite.runs[0].metrics if self.suite.runs else [])
+        }
+        wanted = list(specs) if names is None else list(names)
+        return {n: self.evaluator.metric(n, specs[n]) for n in wanted}
 
     # ------------------------------------------------------------------ one run
 
@@ -417,77 +420,110 @@ class SuiteRunner:
         return logger
 
     def _execute(self, run: Run) -> tuple[str, str | None]:
+        """One run, stage by stage, each timed in ``run.json``'s ``timings``; a stage that raises
+        fails the run, which is recorded as failed."""
+        run_dir, config, summary, logger = self._open(run)
+        timings: dict[str, float] = {}
+        records: list[dict[str, Any]] = []
+        status, error = "ok", None
+        t_start = time.perf_counter()
+        try:
+            seed_everything(run.seed)
+            with _timed(timings, "load_s"):
+                backbone = self._load_backbone(run)
+            method: Method = self.registry.get("method", run.method)(**run.method_params)
+            eval_set, drops = self._prepare_data(run, run_dir, summary)
+            with _timed(timings, "adapt_s"):
+                self._adapt_stage(run, run_dir, backbone, method, summary, drops, logger)
+            with _timed(timings, "synth_s"):
+                synthesis = self._synthesise(run, backbone, eval_set, run_dir, logger)
+            del backbone
+            with _timed(timings, "score_s"):  # scoring and recording
+                scores = self._score(synthesis.items, synthesis.rows, run.metrics)
+                records = self._record(run, run_dir, synthesis.items, scores, summary, run.metrics)
+                records.append(self._record_latency(run, run_dir, synthesis, summary))
+        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, the suite goes on
+            status, error = self._record_failure(run_dir, exc, logger)
+        timings["total_s"] = time.perf_counter() - t_start
+        summary.update(status=status, error=error, timings=timings)
+        self._close(run_dir, config, summary, records, logger)
+        return status, error
+
+    def _open(self, run: Run) -> tuple[Path, dict[str, Any], dict[str, Any], logging.Logger]:
+        """A fresh run folder with ``config.json`` and ``run.log``; fires ``ttsadapt_run_started``.
+        Returns the folder, the config the hooks see, the summary ``run.json`` will hold, the
+        run's logger."""
         run_dir = self.store.reset(run.run_id)
         atomic_write_json(run_dir / "config.json", {**run.config(), "device": self.device})
         config = {**run.config(), "run_dir": str(run_dir), "device": self.device}
         logger = self._logger(run, run_dir)
         logger.info("run %s: %s", run.run_id, run.label())
         self.registry.pm.hook.ttsadapt_run_started(run=config)
-        timings: dict[str, float] = {}
         summary: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             **run.config(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "provenance": provenance(self.device),
         }
-        records: list[dict[str, Any]] = []
-        status, error = "ok", None
-        t_start = time.perf_counter()
-        try:
-            seed_everything(run.seed)
-            t = time.perf_counter()
-            backbone = self.registry.get("backbone", run.backbone)(**run.backbone_params)
-            backbone.load(self.device)
-            timings["load_s"] = time.perf_counter() - t
-            method: Method = self.registry.get("method", run.method)(**run.method_params)
-            eval_set = self.eval_set_for(run)
-            summary["data"] = {
-                "eval_items": len(eval_set.clips),
-                "audio_check": self._audio_check,
-                "quarantined": len(eval_set.quarantine),
-                "quarantine_reasons": dict(Counter(q.code for q in eval_set.quarantine)),
-            }
-            drops = self._manifest_drops()
-            self._write_drops(run_dir, summary, drops)
-            t = time.perf_counter()
-            if self._shares_training(run, backbone, method):
-                self._adapt_shared(run, run_dir, backbone, method, summary, drops, logger)
-            else:
-                result = self._adapt(
-                    run, run_dir, run_dir, backbone, method, summary, drops, logger
-                )
-                self._save_adapt_result(run_dir, backbone, method, result, logger)
-                summary["adapt"] = _adapt_summary(result)
-            timings["adapt_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            items, synth_rows = self._synthesize(
-                backbone, eval_set, run_dir, logger, settings=run.synthesis
-            )
-            timings["synth_s"] = time.perf_counter() - t
-            del backbone
-            t = time.perf_counter()
-            records = self._score_and_record(run, run_dir, items, synth_rows, summary, run.metrics)
-            records.append(self._record_latency(run, run_dir, items, synth_rows, summary))
-            timings["score_s"] = time.perf_counter() - t
-        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, the suite goes on
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.error("run failed: %s", error)
-            (run_dir / "error.txt").write_text(error + "\n", encoding="utf-8")
-            (run_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        timings["total_s"] = time.perf_counter() - t_start
+        return run_dir, config, summary, logger
+
+    @staticmethod
+    def _record_failure(
+        run_dir: Path, exc: Exception, logger: logging.Logger
+    ) -> tuple[str, str | None]:
+        """``error.txt`` and ``traceback.txt`` of a failed run (call inside the ``except``)."""
+        error = f"{type(exc).__name__}: {exc}"
+        logger.error("run failed: %s", error)
+        (run_dir / "error.txt").write_text(error + "\n", encoding="utf-8")
+        (run_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        return "failed", error
+
+    def _close(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        summary: dict[str, Any],
+        records: list[dict[str, Any]],
+        logger: logging.Logger,
+    ) -> None:
+        """``run.json`` (the run is done, ok or failed), ``ttsadapt_run_finished``, log closed."""
         summary.update(
-            status=status,
-            error=error,
-            timings=timings,
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             metrics_recorded=[r["metric"] for r in records],
         )
-        self.store.mark_done(run_dir, status, summary)
-        self.registry.pm.hook.ttsadapt_run_finished(run=config, status=status, records=records)
+        self.store.mark_done(run_dir, summary["status"], summary)
+        self.registry.pm.hook.ttsadapt_run_finished(
+            run=config, status=summary["status"], records=records
+        )
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
-        return status, error
+
+    def _load_backbone(self, run: Run) -> Backbone:
+        backbone = self.registry.get("backbone", run.backbone)(**run.backbone_params)
+        backbone.load(self.device)
+        return backbone
+
+    # ------------------------------------------------------------------ 2. adapt
+
+    def _adapt_stage(
+        self,
+        run: Run,
+        run_dir: Path,
+        backbone: Backbone,
+        method: Method,
+        summary: dict[str, Any],
+        drops: list[dict[str, Any]],
+        logger: logging.Logger,
+    ) -> None:
+        """Stage 2: adapt the backbone, in the run folder or, for runs that share a training,
+        once per ``train_id`` (:meth:`_adapt_shared`); ``summary["adapt"]`` says what it cost."""
+        if self._shares_training(run, backbone, method):
+            self._adapt_shared(run, run_dir, backbone, method, summary, drops, logger)
+            return
+        result = self._adapt(run, run_dir, run_dir, backbone, method, summary, drops, logger)
+        self._save_adapt_result(run_dir, backbone, method, result, logger)
+        summary["adapt"] = _adapt_summary(result)
 
     def _adapt(
         self,
@@ -598,69 +634,18 @@ class SuiteRunner:
             "reused": reused,
         }
 
-    def _record_latency(
-        self,
-        run: Run,
-        run_dir: Path,
-        items: list[EvalItem],
-        synth_rows: list[dict[str, Any]],
-        summary: dict[str, Any],
-    ) -> dict[str, Any]:
-        """The ``latency`` record and its per-utterance rows, from the synthesis timings."""
-        from .latency import LATENCY, LatencyMetric, latency_values
-
-        metric = LatencyMetric()
-        meta = {it.id: it for it in items}
-        scores = []
-        for row in synth_rows:
-            values = {} if row.get("error") else latency_values(row)
-            error = row.get("error") or (None if values else "not measured")
-            scores.append(ItemScore(row["item"], values if error is None else {}, error=error))
-        measured = {k for sc in scores for k in sc.values}
-        # an output nothing measured (peak_gpu_mb on CPU) is left out, not shown empty
-        metric.outputs = (
-            tuple(o for o in LatencyMetric.outputs if o.name in measured)
-            or (LatencyMetric.outputs[:1])
-        )
-        atomic_write_jsonl(
-            run_dir / "scores" / f"{LATENCY}.jsonl",
-            (
-                {
-                    "item": sc.id,
-                    "speaker": meta[sc.id].speaker if sc.id in meta else None,
-                    "language": meta[sc.id].language if sc.id in meta else None,
-                    "values": sc.values,
-                    "error": sc.error,
-                }
-                for sc in scores
-            ),
-        )
-        spec = {
-            "params": {"device": self.device, "batch_size": self.suite.spec.evaluation.batch_size}
-        }
-        record = build_record(
-            run, metric, spec, scores, summary.get("adapt", {}), summary["provenance"]
-        )
-        atomic_write_json(run_dir / "records" / f"{LATENCY}.json", record)
-        return record
-
     def _dev_scorer(self, validation: list[Clip]):
+        """The dev-metric callback (:func:`ttsadapt.evaluation.dev_scorer`) on the first
+        ``dev_items`` validation clips, or ``None`` when the suite selects no checkpoint by it."""
         spec = self.suite.spec.evaluation
         if not spec.dev_metric or spec.dev_items == 0 or not validation:
             return None
         dev_clips = sorted(validation, key=lambda c: c.id)[: spec.dev_items]
-        metric = self.metric_instances([spec.dev_metric])
-        sign = 1.0 if metric[spec.dev_metric].headline().higher_is_better else -1.0
-        headline = metric[spec.dev_metric].headline().name
-
-        def dev_score(backbone: Backbone) -> float:
-            eval_set = EvalSet(dev_clips, self.eval_set().prompts, [])
-            items, _ = self._synthesize(backbone, eval_set, None, None)
-            scores = self.scorer(metric).score(items, progress=False)[spec.dev_metric]
-            vals = [s.values[headline] for s in scores if s.ok and headline in s.values]
-            return sign * float(np.mean(vals)) if vals else float("nan")
-
-        return dev_score
+        metric = self.metric_instances([spec.dev_metric])[spec.dev_metric]
+        dev_set = EvalSet(dev_clips, self.eval_set().prompts, [])
+        return dev_scorer(
+            self.evaluator, spec.dev_metric, metric, dev_set, self.device, spec.batch_size
+        )
 
     def _save_adapt_result(
         self, run_dir: Path, backbone: Backbone, method: Method, result: AdaptResult, logger
@@ -685,180 +670,103 @@ class SuiteRunner:
                 return
             result.adapter_bytes = _folder_bytes(adapter_dir)
 
-    # ------------------------------------------------------------------ synthesis
+    # ------------------------------------------------------------------ 3. synthesise
 
-    def _synthesize(
-        self,
-        backbone: Backbone,
-        eval_set: EvalSet,
-        run_dir: Path | None,
-        logger,
-        settings: dict[str, Any] | None = None,
-    ) -> tuple[list[EvalItem], list[dict[str, Any]]]:
-        """Speak every evaluation clip with the run's synthesis ``settings``; a failing item gets
-        an empty item with its error. Each ``synthesize`` call is timed (see
-        :mod:`ttsadapt.latency`): every row of ``synthesis.jsonl`` carries its utterance's
-        ``synth_s``, ``rtf``, ``first_audio_s``, ``peak_rss_mb`` and ``peak_gpu_mb``."""
-        from .latency import measure
-
-        def speak(reqs: list[SynthesisRequest]) -> list[Any]:
-            if settings:
-                return list(backbone.synthesize(reqs, dict(settings)))
-            return list(backbone.synthesize(reqs))
-
+    def _synthesise(
+        self, run: Run, backbone: Backbone, eval_set: EvalSet, run_dir: Path, logger
+    ) -> Synthesis:
+        """Stage 3: speak the evaluation set with the run's synthesis setting
+        (:func:`ttsadapt.evaluation.synthesize`); the audio goes to ``audio/<id>.wav`` and one
+        row per utterance (timings, error) to ``synthesis.jsonl``."""
         spec = self.suite.spec.evaluation
-        items: list[EvalItem] = []
-        rows: list[dict[str, Any]] = []
-        sr = backbone.sample_rate
-        bar = tqdm(
-            total=len(eval_set.clips),
-            desc="synthesis",
-            unit="utt",
-            leave=False,
-            disable=run_dir is None,
+        synthesis = synthesize(
+            backbone, eval_set, self.device, spec.batch_size, run.synthesis, logger, progress=True
         )
-        for start in range(0, len(eval_set.clips), spec.batch_size):
-            batch = eval_set.clips[start : start + spec.batch_size]
-            requests = [self._request(c, eval_set, sr) for c in batch]
-            try:
-                with measure(self.device) as cost:
-                    audios: list[Any] = speak(requests)
-                per_item = [cost.wall_s / max(len(batch), 1)] * len(batch)
-                costs = [cost] * len(batch)
-                errors: list[str | None] = [None] * len(batch)
-            except Exception as exc:  # noqa: BLE001 - retry one by one to isolate the bad item
-                if logger:
-                    logger.warning("batch synthesis failed (%s); retrying item by item", exc)
-                audios, per_item, errors, costs = [], [], [], []
-                for req in requests:
-                    try:
-                        with measure(self.device) as cost:
-                            audios.append(speak([req])[0])
-                        errors.append(None)
-                    except Exception as item_exc:  # noqa: BLE001
-                        audios.append(None)
-                        errors.append(f"synthesis failed: {type(item_exc).__name__}: {item_exc}")
-                    per_item.append(cost.wall_s)
-                    costs.append(cost)
-            for clip, audio, seconds, cost, err in zip(batch, audios, per_item, costs, errors):
-                if err is None:
-                    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-                    if audio.size == 0 or not np.isfinite(audio).all():
-                        err = "synthesis failed: empty or non-finite audio"
-                item = self._eval_item(clip, eval_set, audio if err is None else None, sr)
-                duration = (audio.size / sr) if err is None else 0.0
-                row = {
-                    "item": clip.id,
-                    "speaker": clip.speaker,
-                    "language": clip.language,
-                    "duration_s": duration,
-                    "synth_s": seconds,
-                    "rtf": (seconds / duration) if duration > 0 else None,
-                    "first_audio_s": cost.wall_s if err is None else None,
-                    "peak_rss_mb": cost.peak_rss_mb,
-                    "peak_gpu_mb": cost.peak_gpu_mb,
-                    "error": err,
-                }
-                if err is None and run_dir is not None:
-                    write_audio(run_dir / "audio" / f"{_safe(clip.id)}.wav", audio, sr)
-                if err is not None:
-                    item.audio = np.zeros(0, dtype=np.float32)
-                    if logger:
-                        logger.warning("item %s: %s", clip.id, err)
-                items.append(item)
-                rows.append(row)
-            bar.update(len(batch))
-        bar.close()
-        if run_dir is not None:
-            atomic_write_jsonl(run_dir / "synthesis.jsonl", rows)
-        return items, rows
+        for item in synthesis.spoken():
+            path = run_dir / "audio" / f"{_safe(item.id)}.wav"
+            write_audio(path, item.audio, synthesis.sample_rate)
+        atomic_write_jsonl(run_dir / "synthesis.jsonl", synthesis.rows)
+        return synthesis
 
-    def _request(self, clip: Clip, eval_set: EvalSet, sr: int) -> SynthesisRequest:
-        prompt = eval_set.prompts.get(clip.speaker)
-        prompt_audio = prompt_sr = None
-        if prompt is not None:
-            try:
-                prompt_audio, prompt_sr = load_audio(prompt.audio)
-            except ItemError:
-                prompt_audio = None
-        return SynthesisRequest(
-            id=clip.id,
-            text=clip.text,
-            language=clip.language,
-            speaker=clip.speaker,
-            prompt_audio=prompt_audio,
-            prompt_sample_rate=prompt_sr,
-            prompt_text=prompt.text if prompt is not None else None,
-        )
+    # ------------------------------------------------------------------ 4. score
 
-    def _eval_item(self, clip: Clip, eval_set: EvalSet, audio, sr: int) -> EvalItem:
-        item = EvalItem(
-            id=clip.id,
-            audio=audio if audio is not None else np.zeros(0, dtype=np.float32),
-            sample_rate=sr,
-            text=clip.text,
-            language=clip.language,
-            speaker=clip.speaker,
-        )
-        reference = clip.reference_audio or clip.audio  # the recording of this utterance
-        try:
-            item.reference_audio, item.reference_sample_rate = load_audio(reference)
-        except ItemError:
-            pass
-        prompt = eval_set.prompts.get(clip.speaker)
-        if prompt is not None:
-            try:
-                item.speaker_prompt, item.speaker_prompt_sample_rate = load_audio(prompt.audio)
-            except ItemError:
-                pass
-        return item
+    def _score(
+        self, items: list[EvalItem], synth_rows: list[dict[str, Any]], metrics: list[dict[str, Any]]
+    ) -> dict[str, list[ItemScore]]:
+        """Stage 4: ``{metric: [ItemScore per item, in order]}`` through the shared scorer; an item
+        whose synthesis failed is not scored and keeps the synthesis error."""
+        instances = self.metric_instances([m["name"] for m in metrics])
+        synth_errors = {r["item"]: r["error"] for r in synth_rows if r.get("error")}
+        scored = self.evaluator.score([it for it in items if it.id not in synth_errors], instances)
+        out = {}
+        for name in instances:
+            by_id = {s.id: s for s in scored[name]}
+            out[name] = [
+                by_id.get(it.id) or ItemScore(it.id, error=synth_errors.get(it.id, "not scored"))
+                for it in items
+            ]
+        return out
 
-    # ------------------------------------------------------------------ scoring + records
+    # ------------------------------------------------------------------ 5. record
 
-    def _score_and_record(
+    def _record(
         self,
         run: Run,
         run_dir: Path,
         items: list[EvalItem],
-        synth_rows: list[dict[str, Any]],
+        scores: dict[str, list[ItemScore]],
         summary: dict[str, Any],
         metrics: list[dict[str, Any]],
     ) -> list[dict[str, Any]]:
+        """Stage 5: per metric, its rows (``scores/<metric>.jsonl``) and its record
+        (``records/<metric>.json``, :func:`build_record`)."""
         instances = self.metric_instances([m["name"] for m in metrics])
-        synth_errors = {r["item"]: r["error"] for r in synth_rows if r.get("error")}
-        to_score = [it for it in items if it.id not in synth_errors]
-        scored = self.scorer(instances).score(to_score) if to_score else {n: [] for n in instances}
+        meta = {it.id: it for it in items}
         records = []
-        adapt = summary.get("adapt", {})
         for m in metrics:
             name = m["name"]
-            by_id = {s.id: s for s in scored[name]}
-            scores = [
-                by_id.get(it.id) or ItemScore(it.id, error=synth_errors.get(it.id, "not scored"))
-                for it in items
-            ]
-            meta = {it.id: it for it in items}
             atomic_write_jsonl(
-                run_dir / "scores" / f"{name}.jsonl",
-                (
-                    {
-                        "item": s.id,
-                        "speaker": meta[s.id].speaker,
-                        "language": meta[s.id].language,
-                        "values": s.values,
-                        "error": s.error,
-                        **({"extra": s.extra} if s.extra else {}),
-                    }
-                    for s in scores
-                ),
+                run_dir / "scores" / f"{name}.jsonl", _score_rows(scores[name], meta)
             )
-            record = build_record(run, instances[name], m, scores, adapt, summary["provenance"])
+            adapt = summary.get("adapt", {})
+            record = build_record(
+                run, instances[name], m, scores[name], adapt, summary["provenance"]
+            )
             atomic_write_json(run_dir / "records" / f"{name}.json", record)
             records.append(record)
         return records
 
+    def _record_latency(
+        self, run: Run, run_dir: Path, synthesis: Synthesis, summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The ``latency`` record and its per-utterance rows, from the synthesis timings."""
+        from .latency import LATENCY, LatencyMetric, latency_values
+
+        metric = LatencyMetric()
+        scores = []
+        for row in synthesis.rows:
+            values = {} if row.get("error") else latency_values(row)
+            error = row.get("error") or (None if values else "not measured")
+            scores.append(ItemScore(row["item"], values if error is None else {}, error=error))
+        measured = {k for sc in scores for k in sc.values}
+        # an output nothing measured (peak_gpu_mb on CPU) is left out, not shown empty
+        metric.outputs = (
+            tuple(o for o in LatencyMetric.outputs if o.name in measured)
+            or (LatencyMetric.outputs[:1])
+        )
+        meta = {it.id: it for it in synthesis.items}
+        atomic_write_jsonl(run_dir / "scores" / f"{LATENCY}.jsonl", _score_rows(scores, meta))
+        spec = {
+            "params": {"device": self.device, "batch_size": self.suite.spec.evaluation.batch_size}
+        }
+        record = build_record(
+            run, metric, spec, scores, summary.get("adapt", {}), summary["provenance"]
+        )
+        atomic_write_json(run_dir / "records" / f"{LATENCY}.json", record)
+        return record
+
     def _rescore(self, run: Run, run_dir: Path) -> tuple[str, str | None]:
-        """Score the metrics a finished run lacks, from its saved audio."""
+        """Score and record the metrics a finished run lacks, from its saved audio."""
         missing = self._missing_metrics(run)
         summary = _read_json(run_dir / "run.json")
         try:
@@ -873,8 +781,9 @@ class SuiteRunner:
                 audio, sr = None, 0
                 if not row.get("error"):
                     audio, sr = load_audio(run_dir / "audio" / f"{_safe(clip.id)}.wav")
-                items.append(self._eval_item(clip, eval_set, audio, sr))
-            records = self._score_and_record(run, run_dir, items, synth_rows, summary, missing)
+                items.append(eval_item(clip, eval_set.prompts, audio, sr))
+            scores = self._score(items, synth_rows, missing)
+            records = self._record(run, run_dir, items, scores, summary, missing)
         except Exception as exc:  # noqa: BLE001
             return "failed", f"rescoring failed: {type(exc).__name__}: {exc}"
         summary["metrics_recorded"] = sorted(
@@ -983,18 +892,28 @@ def _dropped_row(
     }
 
 
-def _round_robin_by_speaker(clips: list[Clip], cap: int | None) -> list[Clip]:
-    if cap is None or len(clips) <= cap:
-        return clips
-    """The first ``cap`` clips taken in turn from each speaker, so every voice is evaluated."""
-    by_spk: dict[str, list[Clip]] = {}
-    for c in clips:
-        by_spk.setdefault(c.speaker, []).append(c)
-    longest = max(len(q) for q in by_spk.values())
-    interleaved = [
-        by_spk[s][i] for i in range(longest) for s in sorted(by_spk) if i < len(by_spk[s])
-    ]
-    return sorted(interleaved[:cap], key=lambda c: c.id)
+def _score_rows(scores: list[ItemScore], meta: dict[str, EvalItem]) -> Iterator[dict[str, Any]]:
+    """The ``scores/<metric>.jsonl`` rows: item, speaker, language, values, error (and extra)."""
+    for s in scores:
+        item = meta.get(s.id)
+        row = {
+            "item": s.id,
+            "speaker": item.speaker if item is not None else None,
+            "language": item.language if item is not None else None,
+            "values": s.values,
+            "error": s.error,
+        }
+        if s.extra:
+            row["extra"] = s.extra
+        yield row
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """``timings[key]``: the seconds the block took (not set when it raises)."""
+    t = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - t
 
 
 def _progress(total: int | None = None, desc: str = "", **kw: Any):

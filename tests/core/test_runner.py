@@ -376,21 +376,17 @@ def test_broken_training_clips_are_set_aside_counted_and_named(tmp_path, registr
 
 def test_pesq_reference_is_the_clips_own_recording_not_its_speaker_prompt(tmp_path):
     """A clip's speaker prompt is another utterance: scoring PESQ/STOI against it is wrong."""
-    from types import SimpleNamespace
-
     import numpy as np
 
     from ttsadapt.audio import write_audio
-    from ttsadapt.runner import SuiteRunner
+    from ttsadapt.evaluation import eval_item
     from ttsadapt.types import Clip
 
     own, prompt = tmp_path / "own.wav", tmp_path / "prompt.wav"
     write_audio(own, np.full(1600, 0.1, dtype=np.float32), 16000)
     write_audio(prompt, np.full(3200, 0.2, dtype=np.float32), 16000)
     clip = Clip("c", own, "text", "s", "en", speaker_prompt=prompt)
-    item = SuiteRunner._eval_item(
-        None, clip, SimpleNamespace(prompts={}), np.zeros(10, np.float32), 16000
-    )
+    item = eval_item(clip, {}, np.zeros(10, np.float32), 16000)
     assert len(item.reference_audio) == 1600
 
 
