@@ -78,7 +78,8 @@ class PreferenceParams(RewardParams):
     alpha: float | None = Field(None, gt=0, description="default 2 x rank")
     init_run: str | None = Field(
         None,
-        description="a run folder (or its adapter/ folder) whose trained weights to start from",
+        description="a run folder (or its adapter/ folder), or the id of a run of the same "
+        "suite, whose trained weights to start from",
     )
 
 
@@ -135,6 +136,9 @@ class PreferenceMethod(Method):
         from ttsadapt.training.supervised import freeze_prefixes
 
         folder = Path(p.init_run)
+        sibling = Path(ctx.run_dir).parent / p.init_run  # a run id of the same suite
+        if not folder.is_absolute() and not folder.exists() and sibling.exists():
+            folder = sibling
         if (folder / "adapter").is_dir():
             config = folder / "config.json"
             if config.is_file():

@@ -292,7 +292,7 @@ def test_grpo_lora_clipped_reuse_kl_and_chaining(tmp_path, registry):
     with torch.no_grad():
         trained = bb.rollout_logprobs(rolls)
     again = tiny_neutts()
-    chained = Grpo(lr=5e-2, k=6, max_steps=1, kl_coef=0.1, init_run=str(first), **TOY)
+    chained = Grpo(lr=5e-2, k=6, max_steps=1, kl_coef=0.1, init_run="first", **TOY)
     out = chained.adapt(again, TrainingData(clips(), []), make_ctx(tmp_path / "second", registry))
     assert out.curves[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # reference = the tuned start
     loaded = tiny_neutts()
