@@ -96,6 +96,12 @@ class PreferenceMethod(Method):
 
     Params = PreferenceParams
 
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the loss looks at the reference policy (then a frozen copy is kept where the
+        adapter cannot simply be switched off)."""
+        return True
+
     # ------------------------------------------------------------------ weights
 
     def configure(self, backbone: Backbone, ctx: RunContext) -> None:
@@ -115,7 +121,7 @@ class PreferenceMethod(Method):
                 f"{self.name}: init_run {p.init_run} holds fully fine-tuned weights; set "
                 "adapter = 'full' (a new adapter on them would be saved without them)"
             )
-        if start is not None:
+        if start is not None and self.needs_reference:
             keep_reference(backbone, force=True)  # the reference is the starting (tuned) model
         if p.adapter == "lora":
             if lora_config_of(backbone.module) is None:
@@ -124,8 +130,8 @@ class PreferenceMethod(Method):
             for param in backbone.module.parameters():
                 param.requires_grad_(True)
             freeze_prefixes(backbone.module, list(backbone.frozen_modules()))
-        if start is None:
-            keep_reference(backbone)
+        if start is None and self.needs_reference:
+            keep_reference(backbone)  # full parameters: a frozen copy (LoRA: the adapter off)
         backbone.module.eval()  # dropout off: sampling and scoring see the same function
 
     def _init_weights(self, backbone: Backbone, ctx: RunContext) -> str | None:
@@ -337,6 +343,10 @@ class Grpo(PreferenceMethod):
         "metrics, group-relative advantages; LoRA or full parameters."
     )
     Params = GrpoParams
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.params.kl_coef > 0
 
     def adapt(self, backbone: Backbone, data: TrainingData, ctx: RunContext) -> AdaptResult:
 
