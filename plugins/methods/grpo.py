@@ -102,6 +102,11 @@ class PreferenceMethod(Method):
         adapter cannot simply be switched off)."""
         return True
 
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run (the learning-rate schedule's length)."""
+        return self.params.max_steps
+
     # ------------------------------------------------------------------ weights
 
     def configure(self, backbone: Backbone, ctx: RunContext) -> None:
@@ -181,7 +186,7 @@ class PreferenceMethod(Method):
             lr=p.lr,
             warmup_steps=p.warmup_steps,
             scheduler=p.scheduler,
-            max_steps=p.max_steps,
+            max_steps=self.optimizer_steps,
             weight_decay=p.weight_decay,
             clip_grad_norm=p.clip_grad_norm,
         )
@@ -348,8 +353,11 @@ class Grpo(PreferenceMethod):
     def needs_reference(self) -> bool:
         return self.params.kl_coef > 0
 
-    def adapt(self, backbone: Backbone, data: TrainingData, ctx: RunContext) -> AdaptResult:
+    @property
+    def optimizer_steps(self) -> int:
+        return self.params.max_steps * self.params.reuse
 
+    def adapt(self, backbone: Backbone, data: TrainingData, ctx: RunContext) -> AdaptResult:
         from ttsadapt.training.seeding import seed_everything
 
         p = self.params
