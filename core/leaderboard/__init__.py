@@ -27,7 +27,8 @@ The pipeline runs one way, one module per stage:
 * :mod:`.pairing`, :mod:`.summary`: per-item pooling, pairing with the anchor, intervals, tests,
   ranks -> :class:`Summary`;
 * :mod:`.tables`: the summary -> the report's tables and the tidy CSV frame;
-* :mod:`.renderers` (Markdown, CSV, HTML via :mod:`.page`, :mod:`.figures`, :mod:`.listening`):
+* :mod:`.renderers` (Markdown, CSV, HTML via :mod:`.page`, :mod:`.figures`, :mod:`.listening`
+  and :mod:`.media`):
   registered through the ``ttsadapt_register_leaderboard_renderers`` hook, so a plugin can add a
   format;
 * :mod:`.build`: :func:`build_leaderboard` runs the stages, writes every renderer's file and calls
@@ -37,18 +38,17 @@ The pipeline runs one way, one module per stage:
 from __future__ import annotations
 
 from .build import build_leaderboard
-from .listening import (
+from .listening import listening_view, transcript_diff
+from .load import FailedRun, LoadedResults, check_metric_versions, list_suites, load_results
+from .media import (
     AUDIO_FOLDER,
     AUDIO_MODES,
     AudioSink,
     ItemInfo,
     encode_audio,
-    listening_view,
     read_eval_manifest,
     safe_name,
-    transcript_diff,
 )
-from .load import FailedRun, LoadedResults, check_metric_versions, list_suites, load_results
 from .renderers import Leaderboard, LeaderboardRenderer, renderer_classes
 from .scores import NOT_APPLICABLE_PREFIX, UtteranceScores
 from .summary import Summary, human_metrics, summarise

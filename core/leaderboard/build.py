@@ -12,8 +12,9 @@ import pluggy
 from ..errors import ConfigError, TTSAdaptError
 from ..records import atomic_folder, atomic_write_bytes, atomic_write_text
 from ..stats import DEFAULT_RESAMPLES
-from .listening import AUDIO_FOLDER, AUDIO_MODES, AudioSink, listening_view, read_eval_manifest
+from .listening import listening_view
 from .load import check_metric_versions, list_suites, load_results
+from .media import AUDIO_FOLDER, AUDIO_MODES, AudioSink, read_eval_manifest
 from .renderers import Leaderboard, renderer_classes
 from .summary import summarise
 from .tables import legend_lines, report_tables

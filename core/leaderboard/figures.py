@@ -325,7 +325,7 @@ def _label_groups(ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str]) -> N
 def quality_metric(summary: Summary) -> str:
     """The headline metric that stands for quality: the suite's dev metric (the one its runs
     scored checkpoints with) when it is a headline metric where higher is better, else the first
-    such metric by name, else the first headline metric."""
+    such metric of the table, else the first headline metric."""
     head = headline_rows(summary)
     quality = head[head["higher_is_better"].map(lambda v: has_direction(v) and bool(v))]
     dev = set(summary.checkpoints["dev_metric"].dropna())

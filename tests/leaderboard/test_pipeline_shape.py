@@ -21,6 +21,7 @@ ORDER = [
     "pairing",
     "summary",
     "tables",
+    "media",
     "listening",
     "figures",
     "page_assets",
