@@ -8,6 +8,10 @@ The rollouts are espeak-ng readings of the sentence at 12 speaking rates (a grou
 in length and pace); the speaker prompt is a LibriVox reading (pocketsphinx-testdata). Times are
 CPU seconds of the whole process (the machine is shared; see test_metrics_perf.py). Each metric is
 also timed alone, both ways, to show where the time goes.
+
+Two more costs of a GRPO step are measured here: one step's wall time split into sampling /
+scoring / update on NeuTTS, and GRPO's batched sampler (K = 12 in one pass) against 12 sequential
+ones.
 """
 
 from __future__ import annotations
@@ -165,3 +169,34 @@ class _Bar:
 
     def close(self):
         pass
+
+
+def test_sample_groups_k12_vs_sequential():
+    """GRPO's sampler (``NeuTTS.sample_groups``: K = 12 rows in one KV-cached batch) against 12
+    calls of one sample each, same settings as test_batched_rollout.py (CPU seconds)."""
+    torch = pytest.importorskip("torch")
+    from ttsadapt.plugins.backbones.neutts import NeuTTS
+    from ttsadapt.types import SynthesisRequest
+
+    torch.set_num_threads(1)
+    backbone = NeuTTS(model="tiny", codec="none", codebook_size=256, tiny_hidden=64)
+    backbone.load("cpu")
+    backbone.decode_codes = lambda codes: np.zeros(480 * len(codes), np.float32)  # no codec
+    settings = {"min_new_tokens": 60, "max_length": 200, "temperature": 1.0, "top_k": 50}
+    request = SynthesisRequest(
+        id="k", text="A quiet morning by the sea.", language="en", speaker="s"
+    )
+    backbone.sample_groups([request], 1, settings, seed=0)  # warm up
+    t0 = time.process_time()
+    for i in range(K):
+        backbone.sample_groups([request], 1, settings, seed=i)
+    sequential = time.process_time() - t0
+    t0 = time.process_time()
+    (group,) = backbone.sample_groups([request], K, settings, seed=0)
+    batched = time.process_time() - t0
+    ratio = sequential / batched
+    print(
+        f"\nsample_groups K={K}: sequential {sequential:.2f} CPU-s, batched {batched:.2f} CPU-s, "
+        f"{ratio:.1f}x ({np.mean([r.n_actions for r in group]):.0f} tokens per rollout)"
+    )
+    assert len(group) == K and ratio >= 3.0
