@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from ttsadapt.audio import load_audio
 from ttsadapt.errors import DataError
 from ttsadapt.plugins.metrics.wada_snr import WadaSNR
 from ttsadapt.registry import build_registry
@@ -81,3 +82,82 @@ def test_broken_manifest_names_line(tmp_path):
     man.write_text('{"audio": "a.wav"}\n{oops\n')
     with pytest.raises(DataError, match=r"m.jsonl:2"):
         score_manifest(build_registry(), man, ["wada_snr"], tmp_path / "o.jsonl", None)
+
+
+class _Counting(WadaSNR):
+    """WADA-SNR that counts its set-ups and scored items and fails on clips named ``bad*``."""
+
+    name = "counting"
+    setups = 0
+    scored = 0
+
+    def setup(self):
+        _Counting.setups += 1
+
+    def score(self, batch):
+        if any(it.id.startswith("bad") for it in batch):
+            raise RuntimeError("cannot score a bad clip")
+        _Counting.scored += len(batch)
+        return super().score(batch)
+
+
+class _Registry:
+    """The part of a component registry the evaluation path reads: metric classes by name."""
+
+    def get(self, kind, name):
+        assert kind == "metric"
+        return {"counting": _Counting, "wada_snr": WadaSNR}[name]
+
+    def names(self, kind):
+        return ["counting", "wada_snr"]
+
+
+def _clips(tmp_path, librivox, ids):
+    import soundfile as sf
+
+    from ttsadapt.types import Clip
+
+    clips = []
+    for cid, (_, audio, sr, text) in zip(ids, librivox):
+        sf.write(tmp_path / f"{cid}.wav", audio, sr)
+        clips.append(Clip(cid, tmp_path / f"{cid}.wav", text, "s", "en"))
+    return clips
+
+
+def test_runs_cards_and_filters_share_one_metric_instance_set_up_once(tmp_path, librivox):
+    from ttsadapt.evaluation import ClipScorer, Evaluator, metric_instance
+
+    _Counting.setups = _Counting.scored = 0
+    registry = _Registry()
+    metric = metric_instance(registry, "counting")
+    assert metric_instance(registry, "counting") is metric
+    assert metric_instance(registry, "wada_snr", {}) is metric_instance(registry, "wada_snr")
+    assert metric_instance(_Registry(), "counting") is not metric  # per registry
+    items = [EvalItem(id=i, audio=a, sample_rate=sr) for i, a, sr, _ in librivox]
+    evaluator = Evaluator(registry, tmp_path / "cache")
+    first = evaluator.score(items, {"counting": evaluator.metric("counting")}, progress=False)
+    again = evaluator.score(items, {"counting": evaluator.metric("counting")}, progress=False)
+    assert [s.values for s in again["counting"]] == [s.values for s in first["counting"]]
+    assert _Counting.scored == len(items)  # the second pass came from the score cache
+    cards = ClipScorer(registry, "counting")
+    for clip in _clips(tmp_path, librivox, ["c0", "c1"]):
+        cards.add(clip, *load_audio(clip.audio))
+    cards.flush()
+    assert set(cards.values) == {"c0", "c1"} and _Counting.setups == 1
+    # same values on every path: the clip path and the item path call the same scorer
+    assert cards.values["c0"] == first["counting"][0].values["snr_db"]
+
+
+def test_score_clips_memoises_on_the_clip_and_isolates_a_failing_clip(tmp_path, librivox):
+    from ttsadapt.evaluation import score_clips
+
+    _Counting.scored = 0
+    clips = _clips(tmp_path, librivox, ["ok0", "bad1", "ok2"])
+    values = score_clips(clips, "counting", _Registry())
+    assert values[0][0] is not None and values[2][0] is not None
+    assert values[1][0] is None and "cannot score a bad clip" in values[1][1]
+    assert clips[0].extra["scores"]["counting/snr_db"] == values[0][0]
+    assert "scores" not in clips[1].extra
+    assert _Counting.scored == 2
+    assert score_clips(clips, "counting", _Registry())[::2] == values[::2]
+    assert _Counting.scored == 2  # memoised: scored once
