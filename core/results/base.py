@@ -51,7 +51,9 @@ def describe_validation_error(exc: ValidationError) -> str:
 class DiskModel(BaseModel):
     """Base of the results-folder models: ``schema_version`` plus reading and writing."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # fields the model does not name are kept; numbers where text is expected (a version written
+    # as ``1``) are read as text
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
     #: what the file is, for messages ("metric record", "run summary", ...)
     kind: ClassVar[str] = "results file"

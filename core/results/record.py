@@ -18,16 +18,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    model_validator,
+)
 
 from .base import DiskModel
 
 __all__ = ["MetricRecord", "OutputSummary"]
-
-
-def _text(value: Any) -> Any:
-    """Versions and names as text (``1`` -> ``"1"``); None stays None."""
-    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _direction(value: Any) -> Any:
@@ -40,9 +42,12 @@ def _mapping(value: Any) -> Any:
     return {} if value is None else value
 
 
-Text = Annotated[str, BeforeValidator(_text)]
-OptionalText = Annotated[str | None, BeforeValidator(_text)]
-Params = Annotated[dict[str, Any], BeforeValidator(_mapping)]
+Text = str  # numbers are read as text (a version ``1`` as ``"1"``): see DiskModel's config
+OptionalText = str | None
+# Parameter tables are the components' own (any JSON object): ``null`` reads as ``{}``, the rest
+# is taken as written, unchecked (a leaderboard reads thousands of records; checking every key of
+# every parameter table would cost more than the rest of the record).
+Params = Annotated[SkipValidation[dict[str, Any]], BeforeValidator(_mapping)]
 
 
 class OutputSummary(BaseModel):
