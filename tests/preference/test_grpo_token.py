@@ -12,6 +12,7 @@ from ttsadapt.components import TrainingData
 from ttsadapt.errors import PluginError
 from ttsadapt.plugins.methods.grpo import Grpo
 from ttsadapt.preference import (
+    PreferenceBackbone,
     group_advantages,
     grpo_policy_loss,
     keep_reference,
@@ -73,6 +74,7 @@ def test_advantages_skip_groups_without_spread():
 
 def test_k_rollouts_in_one_batched_pass_deterministic_for_a_seed():
     bb = tiny_neutts()
+    assert isinstance(bb, PreferenceBackbone) and bb.dpo_beta_scale == 1.0
     prompt_passes = []
 
     def spy(module, args, kwargs):
