@@ -278,7 +278,6 @@ class SuiteRunner:
         """The run's training and validation clips, the recipe report, and a row for each clip
         set aside (the recipe's filters; clips the recipe brought in from another manifest that
         fail the audio check)."""
-        from .data.manifest import RUN_CHECKS, AudioCheckCache, check_clips
         from .data.recipes import Recipe, prepare_training_data
 
         eval_split = self.suite.spec.evaluation.split
@@ -293,33 +292,11 @@ class SuiteRunner:
         for clip, reason in prepared.dropped:
             logger.info("dropped %s: %s", clip.id, reason)
             rows.append(_dropped_row("recipe", self._manifest, clip, _code(reason), reason))
-        train, validation = prepared.train, prepared.validation
-        # clips from elsewhere (e.g. a replay manifest) get the same audio check as the suite's
-        checked = {c.audio for c in self.clips()}
-        if any(c.audio not in checked for c in (*train, *validation)):
-            cache = AudioCheckCache()
-            replay_manifest = (
-                recipe.replay.manifest if recipe.replay is not None else None
-            ) or None
-            try:
-                for name in ("train", "validation"):
-                    clips = train if name == "train" else validation
-                    outside = [c for c in clips if c.audio not in checked]
-                    _, bad = check_clips(outside, **RUN_CHECKS, cache=cache)
-                    bad_ids = {q.id for q in bad}
-                    by_id = {c.id: c for c in outside}
-                    for q in bad:
-                        logger.warning("dropped %s (%s clip): %s", q.id, name, q.reason)
-                        row = _dropped_row("check", replay_manifest, by_id[q.id], q.code, q.reason)
-                        row["line"] = q.line or row["line"]
-                        rows.append(row)
-                    clips = [c for c in clips if c.id not in bad_ids]
-                    if name == "train":
-                        train = clips
-                    else:
-                        validation = clips
-            finally:
-                cache.close()
+        replay_manifest = (recipe.replay.manifest if recipe.replay is not None else None) or None
+        train, validation = (
+            self._check_from_elsewhere(clips, name, replay_manifest, rows, logger)
+            for name, clips in (("train", prepared.train), ("validation", prepared.validation))
+        )
         reasons = Counter(r["code"] for r in rows)
         if not train:
             raise TTSAdaptError(
@@ -332,6 +309,36 @@ class SuiteRunner:
         report["dropped"] = len(rows)
         report["dropped_by_reason"] = dict(sorted(reasons.items()))
         return TrainingData(train, validation), report, rows
+
+    def _check_from_elsewhere(
+        self,
+        clips: list[Clip],
+        split: str,
+        manifest: Any,
+        rows: list[dict[str, Any]],
+        logger: logging.Logger,
+    ) -> list[Clip]:
+        """``clips`` less those brought in from elsewhere (e.g. a replay ``manifest``) that fail
+        the audio check every suite clip passed; a row for each goes to ``rows``."""
+        from .data.manifest import RUN_CHECKS, AudioCheckCache, check_clips
+
+        checked = {c.audio for c in self.clips()}
+        outside = [c for c in clips if c.audio not in checked]
+        if not outside:
+            return clips
+        cache = AudioCheckCache()
+        try:
+            _, bad = check_clips(outside, **RUN_CHECKS, cache=cache)
+        finally:
+            cache.close()
+        by_id = {c.id: c for c in outside}
+        for q in bad:
+            logger.warning("dropped %s (%s clip): %s", q.id, split, q.reason)
+            row = _dropped_row("check", manifest, by_id[q.id], q.code, q.reason)
+            row["line"] = q.line or row["line"]
+            rows.append(row)
+        bad_ids = {q.id for q in bad}
+        return [c for c in clips if c.id not in bad_ids]
 
     def _backbone_drops(
         self,
