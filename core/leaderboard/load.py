@@ -313,6 +313,7 @@ def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
         "method_params": record.method_params,
         "data_recipe": record.data_recipe,
         "is_anchor": record.anchor(context.anchor_method),
+        "in_mean_rank": record.ranked(),
         "seed": record.seed,
         "suite_version": record.suite_version,
         "metric": record.metric,

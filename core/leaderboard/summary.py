@@ -18,7 +18,6 @@ import pandas as pd
 
 from ..components import has_direction
 from ..errors import ConfigError
-from ..latency import LATENCY
 from ..stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
 from .load import LoadedResults
 from .pairing import Pairing, Pooled
@@ -138,7 +137,7 @@ def _pool(
         runs_of.setdefault(system, []).append((rid, run_seed))
     keys = loaded.records.drop_duplicates(["system", "metric", "output"])[
         ["system", "metric", "output", "output_index", "is_headline", "higher_is_better", "unit"]
-        + ["metric_version"]
+        + ["metric_version", "in_mean_rank"]
     ]
     pairing = Pairing(loaded)
     key_rows = list(keys.itertuples(index=False))
@@ -238,8 +237,8 @@ def _rank(table: pd.DataFrame, systems: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     table = table.merge(
         systems[["system", "label", "is_anchor", "backbone", "method"]], on="system", how="left"
     )
-    # the mean rank is over quality: the runner's latency record is shown, not ranked into it
-    head = table[table["is_headline"] & (table["metric"] != LATENCY)]
+    # the mean rank is over quality: records that say so (the runner's latency record: not)
+    head = table[table["is_headline"] & table["in_mean_rank"]]
     mean_rank = head.groupby("system")["rank"].mean()
     systems["mean_rank"] = systems["system"].map(mean_rank)
     systems = systems.sort_values(

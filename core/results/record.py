@@ -11,7 +11,9 @@ Two conventions of older files are resolved here, once, so readers see fields:
 * ``headline``: a record that does not name its headline output (or names one it lacks) gets the
   output flagged ``"headline": true``, else the output named like the metric, else the first;
 * ``is_anchor``: ``None`` when the record does not say (a reader that knows the suite's anchor
-  method decides, see :meth:`MetricRecord.anchor`).
+  method decides, see :meth:`MetricRecord.anchor`);
+* ``in_mean_rank``: ``None`` when the record does not say; :meth:`MetricRecord.ranked` then
+  counts every metric but the runner's latency record.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..latency import LATENCY
 from .base import DiskModel
 
 __all__ = ["MetricRecord", "OutputSummary"]
@@ -107,6 +110,9 @@ class MetricRecord(DiskModel):
     total_params: int | None = None
     adapter_bytes: int | None = None
     human: dict[str, Any] | None = None  # metrics made from listening tests: raters, agreement
+    # whether the headline counts in a system's mean rank (a quality metric); None: version 1,
+    # where every record counts but the runner's latency record (timings are shown, not ranked)
+    in_mean_rank: bool | None = None
 
     @model_validator(mode="after")
     def _resolve_headline(self) -> MetricRecord:
@@ -131,6 +137,13 @@ class MetricRecord(DiskModel):
         record's headline."""
         head = preferred if preferred in self.outputs else self.headline
         return [head] + [o for o in self.outputs if o != head] if head else []
+
+    def ranked(self) -> bool:
+        """Whether the headline counts in the mean rank: ``in_mean_rank``, else (version 1
+        records) every metric but the runner's latency record."""
+        if self.in_mean_rank is not None:
+            return self.in_mean_rank
+        return self.metric != LATENCY
 
     def anchor(self, anchor_method: str | None = None) -> bool:
         """Whether this run is its suite's anchor: the record's ``is_anchor``; for a record that

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ttsadapt.leaderboard import build_leaderboard, load_results
+from ttsadapt.leaderboard import build_leaderboard, load_results, summarise
 from ttsadapt.results import (
     MetricRecord,
     ResultsError,
@@ -166,3 +166,20 @@ def test_a_record_built_in_code_is_written_with_its_schema(tmp_path):
     data = json.loads((tmp_path / "m.json").read_text())
     assert data["schema"] == 1 and data["headline"] == "m" and data["outputs"]["m"]["mean"] == 0.5
     assert MetricRecord.from_disk(tmp_path / "m.json") == record
+
+
+def test_which_records_count_in_the_mean_rank_is_a_field(tmp_path):
+    latency = MetricRecord.from_disk(RUNS / ANCHOR_RUN / "records" / "latency.json")
+    assert latency.in_mean_rank is None and not latency.ranked()  # version 1: by the runner's name
+    assert MetricRecord.from_dict(_record()).ranked()
+    assert not MetricRecord.from_dict(_record(in_mean_rank=False)).ranked()
+    suite = tmp_path / "quick"
+    shutil.copytree(FIXTURE / "quick", suite)
+    for path in suite.glob("runs/*/records/wada_snr.json"):  # a record that says: not ranked
+        path.write_text(json.dumps({**json.loads(path.read_text()), "in_mean_rank": False}))
+    summary = summarise(load_results(suite), n_resamples=200)
+    head = summary.table[summary.table["is_headline"]]
+    ranked = head[head["metric"].isin(["cer", "dnsmos", "speaker_similarity"])]
+    expected = ranked.groupby("system")["rank"].mean()
+    got = summary.systems.set_index("system")["mean_rank"]
+    pd.testing.assert_series_equal(got.loc[expected.index], expected, check_names=False)
