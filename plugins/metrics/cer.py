@@ -23,6 +23,11 @@ Backends (``backend``/``model``):
 - ``openai-whisper`` + a model name (``small``) or a local ``.pt`` checkpoint.
 
 Rates are errors / reference length, so they can exceed 1 when the ASR inserts words.
+
+Batching (``batch_size``, default 16; faster-whisper only): the clips of one ``score`` call that
+Whisper decodes in a single 30 s window are decoded together, ``batch_size`` per ``generate``
+call, with the same features, prompt and greedy/beam settings as clip by clip, so transcripts,
+rates and signals are identical (longer clips keep the per-clip path; see :mod:`._asr`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from ttsadapt.components import Metric, MetricOutput, Params
@@ -87,10 +93,19 @@ class CER(Metric):
         # 1 = greedy decoding (fast); Whisper's own default is 5. Either way one temperature (0):
         # no sampling, so the same audio always gives the same transcript.
         beam_size: int = Field(1, ge=1)
+        # Clips per batched Whisper call (faster-whisper; 1: clip by clip). Transcripts and
+        # signals are identical for every value (tested), so it is left out of the resolved
+        # params (``exclude``): it changes neither run ids nor score-cache keys. Set it where the
+        # metric is built (``CER(batch_size=...)``, the reward's ``reward_metric_params``); a
+        # suite's metric params are resolved without it, so runs score with the default.
+        batch_size: int = Field(16, ge=1, exclude=True)
 
     def setup(self) -> None:
         p = self.params
         self._transcribe = _asr.make_transcriber(p.backend, p.model, p.compute_type, p.beam_size)
+        self._transcribe_many = _asr.make_batch_transcriber(
+            p.backend, p.model, p.compute_type, p.beam_size, p.batch_size
+        )
         self._english_only = _asr.is_english_only(p.model)
         _provenance.forget(self)  # a hub model may have just been downloaded: hash its files
 
@@ -104,9 +119,9 @@ class CER(Metric):
 
         return _provenance.cached(self, compute)
 
-    def transcribe(self, item: EvalItem) -> _asr.Transcript:
-        if not hasattr(self, "_transcribe"):
-            self.setup()
+    def _asr_input(self, item: EvalItem) -> tuple[np.ndarray, str | None]:
+        """The 16 kHz audio and the Whisper language code of ``item`` (``None`` for an English-
+        only model); :class:`ItemError` for a language the model lacks or bad audio."""
         lang = primary_language(item.language)
         if self._english_only and lang != "en":
             raise ItemError(
@@ -116,28 +131,53 @@ class CER(Metric):
         if lang not in _whisper_languages():
             raise ItemError(f"unsupported language: Whisper has no language {item.language!r}")
         audio = prepare_audio(item.audio, item.sample_rate, SAMPLE_RATE)
-        return self._transcribe(audio, None if self._english_only else lang)
+        return audio, None if self._english_only else lang
+
+    def transcribe(self, item: EvalItem) -> _asr.Transcript:
+        if not hasattr(self, "_transcribe"):
+            self.setup()
+        return self._transcribe(*self._asr_input(item))
 
     def score(self, items: Sequence[EvalItem]) -> list[ItemScore]:
-        def one(item: EvalItem) -> ItemScore:
-            if not item.text or not item.text.strip():
-                raise ItemError("missing text: the item has no reference text to compare with")
-            transcript = self.transcribe(item)
-            hyp = transcript.text
-            values = error_rates(item.text, hyp, item.language)
-            return ItemScore(
-                id=item.id,
-                values=values,
-                extra={
-                    "transcript": hyp,
-                    "reference_normalized": normalize(item.text, item.language),
-                    "transcript_normalized": normalize(hyp, item.language),
-                    "primary_rate": headline_rate(item.language),
-                    **transcript.signals(),
-                },
-            )
+        """Every item is checked first (text, language, audio: a bad one gets its error row),
+        then the good ones are transcribed together (``batch_size`` clips per Whisper call where
+        the backend batches; :mod:`._asr`) and scored one by one."""
+        if not hasattr(self, "_transcribe_many"):
+            self.setup()
+        rows: list[ItemScore | None] = [None] * len(items)
+        ready: list[int] = []
+        audios: list[np.ndarray] = []
+        languages: list[str | None] = []
+        for k, item in enumerate(items):
+            try:
+                if not item.text or not item.text.strip():
+                    raise ItemError("missing text: the item has no reference text to compare with")
+                audio, language = self._asr_input(item)
+            except ItemError as exc:
+                rows[k] = ItemScore(id=item.id, error=str(exc))
+                continue
+            ready.append(k)
+            audios.append(audio)
+            languages.append(language)
+        for k, transcript in zip(ready, self._transcribe_many(audios, languages), strict=True):
+            (rows[k],) = score_each([items[k]], lambda item, t=transcript: _row(item, t))
+        return [row for row in rows if row is not None]
 
-        return score_each(items, one)
+
+def _row(item: EvalItem, transcript: _asr.Transcript) -> ItemScore:
+    """The score row of ``item`` from its transcript (:class:`ItemError`: empty reference)."""
+    hyp = transcript.text
+    return ItemScore(
+        id=item.id,
+        values=error_rates(item.text, hyp, item.language),
+        extra={
+            "transcript": hyp,
+            "reference_normalized": normalize(item.text, item.language),
+            "transcript_normalized": normalize(hyp, item.language),
+            "primary_rate": headline_rate(item.language),
+            **transcript.signals(),
+        },
+    )
 
 
 @hookimpl

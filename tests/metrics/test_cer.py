@@ -184,3 +184,82 @@ def test_tiny_en_refuses_other_languages_and_bad_items(librivox):
     assert ok.values["cer"] < 0.2
     assert ko.error.startswith("unsupported language")
     assert no_text.error.startswith("missing text")
+
+
+class _CountingModel:
+    """Wraps faster-whisper's CTranslate2 model: records the batch size of every ``generate``
+    call and forwards everything else."""
+
+    def __init__(self, model):
+        self._model = model
+        self.generate_batches: list[int] = []
+
+    def generate(self, features, prompts, **kwargs):
+        self.generate_batches.append(len(prompts))
+        return self._model.generate(features, prompts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_batched_transcription_equals_clip_by_clip(librivox, codec2, monkeypatch):
+    """Clips of 1 to 35 s (the 35 s one needs two 30 s windows: per-clip path), a near-silent
+    clip (Whisper writes "."), and items that fail before or after transcription: batched (3
+    generate calls for 11 single-window clips at batch_size 4) and clip by clip give the same rows, values
+    and hallucination signals to the last bit. The reference texts of the codec2 clips are only
+    non-empty strings: the test compares the two paths, not the ASR."""
+    from ttsadapt.plugins.metrics import _asr
+    from ttsadapt.scoring import cache_key
+
+    rng = np.random.default_rng(0)
+    items = [
+        EvalItem(id=i, audio=a, sample_rate=sr, text=t, language="en") for i, a, sr, t in librivox
+    ]
+    for name in ("big_dog", "hts1a", "wia_16kHz", "vk5qi", "vk2tpm_004"):
+        a, sr = codec2[name]
+        items.append(
+            EvalItem(id=name, audio=a, sample_rate=sr, text="a test sentence", language="en")
+        )
+    hiss = (rng.standard_normal(32000) * 3e-4).astype(np.float32)
+    items += [
+        EvalItem(id="hiss", audio=hiss, sample_rate=16000, text="nothing said", language="en"),
+        EvalItem(id="zeros", audio=np.zeros(32000, np.float32), sample_rate=16000, text="x"),
+        EvalItem(id="no_text", audio=hiss, sample_rate=16000, text=" ", language="en"),
+        EvalItem(id="ko", audio=hiss, sample_rate=16000, text="안녕", language="ko"),
+        EvalItem(id="punct", audio=hiss, sample_rate=16000, text="!?", language="en"),
+    ]
+    durations = {it.id: len(it.audio) / it.sample_rate for it in items}
+    assert durations["wia_16kHz"] <= 1.0 and durations["vk2tpm_004"] > 30 > durations["vk5qi"]
+
+    fw = _asr.faster_whisper_model("tiny.en", "int8")
+    counting = _CountingModel(fw.model)
+    monkeypatch.setattr(fw, "model", counting)
+    runs = {}
+    for batch_size in (1, 4):
+        counting.generate_batches.clear()
+        runs[batch_size] = CER(model="tiny.en", batch_size=batch_size).score(items)
+        runs[batch_size, "calls"] = list(counting.generate_batches)
+    # clip by clip: one call per window (the 35 s clip has two; "punct" is transcribed, then
+    # fails on its reference); batched: the long clip's two windows, then the 11 single-window
+    # clips in calls of 4, 4 and 3
+    assert runs[1, "calls"] == [1] * 13
+    assert runs[4, "calls"] == [1, 1, 4, 4, 3]
+
+    for a, b in zip(runs[1], runs[4], strict=True):
+        assert a.id == b.id and a.error == b.error
+        assert a.values == b.values and a.extra == b.extra, a.id
+    rows = {s.id: s for s in runs[4]}
+    assert "silent" in rows["zeros"].error
+    assert rows["no_text"].error.startswith("missing text")
+    assert rows["ko"].error.startswith("unsupported language")
+    assert rows["punct"].error.startswith("empty reference text")
+    assert rows["vk2tpm_004"].extra["asr_windows"] == 2
+    assert rows["hiss"].values["cer"] == 1.0 and rows["hiss"].extra["asr_windows"] == 1
+    assert rows["hiss"].extra["asr_no_speech_prob"] > 0.6  # Whisper hears no speech there
+    assert all(rows[i].values["cer"] < 0.2 for i, *_ in librivox)
+
+    # batch_size changes nothing Whisper computes: not in the resolved params or the cache key
+    assert CER.resolve_params({"batch_size": 3}) == CER.resolve_params({})
+    assert cache_key(CER(model="tiny.en", batch_size=1), items[0]) == cache_key(
+        CER(model="tiny.en", batch_size=4), items[0]
+    )
