@@ -211,7 +211,7 @@ class KokoroBackbone(Backbone):
 
         from ttsadapt.audio import load_audio
 
-        from ._train import HOP, KokoroExample, dtw_durations, f0_track
+        from ._train import HOP, KokoroExample
 
         examples = []
         self.last_prepare_errors = []
@@ -221,8 +221,7 @@ class KokoroBackbone(Backbone):
                 audio, _ = load_audio(clip.audio, target_sr=SAMPLE_RATE)
                 if audio.size < 8 * HOP or not np.isfinite(audio).all():
                     raise ItemError(f"{clip.audio}: audio shorter than 0.2 s or not finite")
-                own, own_dur = self._speak_ids(ids, speed=1.0, seed=0)
-                durations = dtw_durations(own_dur, own, audio)
+                durations, f0 = self._alignment(clip, ids, audio)
                 frames = int(durations.sum())
                 audio = audio[: frames * HOP]
                 examples.append(
@@ -232,7 +231,7 @@ class KokoroBackbone(Backbone):
                         self._style(len(ids)).clone(),
                         torch.as_tensor(durations, dtype=torch.long),
                         torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-                        torch.from_numpy(f0_track(audio, frames)),
+                        torch.from_numpy(f0),
                     )
                 )
             except (ItemError, ValueError, OSError) as exc:
@@ -245,6 +244,43 @@ class KokoroBackbone(Backbone):
                 f"{self.last_prepare_errors[0]}"
             )
         return examples
+
+    def _alignment(self, clip: Clip, ids: list[int], audio: np.ndarray) -> tuple[Any, Any]:
+        """(durations, F0) of a recording: DTW against the model's own rendering of its text, and
+        ``librosa.yin``. The rendering is the model as loaded (a fresh adapter changes nothing);
+        the result is cached by model, voice, phonemes and audio content, so the runs of a suite
+        that train on the same clips align them once."""
+        import hashlib
+
+        from ttsadapt.paths import cache_root
+
+        from ._convert import CONVERTER_VERSION
+        from ._train import HOP, dtw_durations, f0_track
+
+        key = hashlib.sha256(
+            repr(
+                (
+                    "align-v1",
+                    CONVERTER_VERSION,
+                    self.params.model,
+                    self.params.voice,
+                    ids,
+                    hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32)).hexdigest(),
+                )
+            ).encode()
+        ).hexdigest()[:24]
+        path = cache_root() / "kokoro" / "alignments" / f"{key}.npz"
+        if path.is_file():
+            with np.load(path) as cached:
+                return cached["durations"], cached["f0"]
+        own, own_dur = self._speak_ids(ids, speed=1.0, seed=0)
+        durations = dtw_durations(own_dur, own, audio)
+        f0 = f0_track(audio[: int(durations.sum()) * HOP], int(durations.sum()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.tmp.npz")
+        np.savez(tmp, durations=durations, f0=f0)
+        tmp.replace(path)
+        return durations, f0
 
     def collate(self, examples: Sequence[Any]) -> list[Any]:
         return list(examples)  # utterances of different lengths run one by one in ``loss``
@@ -322,6 +358,37 @@ class KokoroBackbone(Backbone):
             audio, _ = self._speak_ids(ids, speed, seed)
             outputs.append(np.clip(audio, -1.0, 1.0).astype(np.float32))
         return outputs
+
+    # ------------------------------------------------------------------ preference protocol
+    dpo_beta_scale: ClassVar[float] = 1.0  # log-probabilities of sampled durations, as tokens
+
+    def sample_groups(
+        self,
+        requests: Sequence[SynthesisRequest],
+        k: int,
+        settings: dict[str, Any] | None,
+        seed: int,
+    ) -> list[Any]:
+        """``k`` rollouts per request with sampled phoneme durations (``_preference``)."""
+        from ._preference import sample_groups
+
+        return sample_groups(self, requests, k, settings, seed)
+
+    def rollout_logprobs(self, rollouts: Sequence[Any]) -> Any:
+        """Summed Bernoulli log-probs of each rollout's duration bins, current parameters."""
+        from ._preference import rollout_logprobs
+
+        return rollout_logprobs(self, rollouts)
+
+    def rollout_stats(self, rollouts: Sequence[Any], with_kl: bool) -> dict[str, Any]:
+        """logprob, exact entropy and closed-form KL of the duration bins (``_preference``)."""
+        from ._preference import rollout_stats
+
+        return rollout_stats(self, rollouts, with_kl)
+
+    def preference_scores(self, rollouts: Sequence[Any], seed: int) -> Any:
+        """DPO's score: the same log-probability of the sampled durations (``seed`` unused)."""
+        return self.rollout_logprobs(rollouts)
 
 
 def _default_ok(key: str) -> bool:

@@ -139,6 +139,21 @@ class SpectralLoss:
         return loss_mel, loss_stft / len(self.RESOLUTIONS)
 
 
+def text_side(kmodel: Any, ids: Any, ref_s: Any) -> tuple[Any, Any, Any, Any]:
+    """The prosody predictor's text features ``d`` (1, T, C) and the duration head's logits
+    (1, T, MAX_DUR) for token ids (1, T) and a style (1, 256); with the lengths and mask."""
+    import torch
+
+    n_tokens = ids.shape[1]
+    lengths = torch.tensor([n_tokens], device=ids.device)
+    mask = torch.zeros(1, n_tokens, dtype=torch.bool, device=ids.device)
+    bert = kmodel.bert(ids, attention_mask=(~mask).int())
+    d_en = kmodel.bert_encoder(bert).transpose(-1, -2)
+    d = kmodel.predictor.text_encoder(d_en, ref_s[:, 128:], lengths, mask)
+    x, _ = kmodel.predictor.lstm(d)
+    return d, kmodel.predictor.duration_proj(x), lengths, mask
+
+
 def teacher_forced_losses(
     kmodel: Any, ex: KokoroExample, segment_frames: int, spectral: SpectralLoss
 ) -> dict[str, Any]:
@@ -150,15 +165,9 @@ def teacher_forced_losses(
     ids = ex.ids.unsqueeze(0).to(device)
     ref_s = ex.style.unsqueeze(0).to(device)
     durations = ex.durations
-    n_tokens = ids.shape[1]
-    lengths = torch.tensor([n_tokens], device=device)
-    mask = torch.zeros(1, n_tokens, dtype=torch.bool, device=device)
-    bert = kmodel.bert(ids, attention_mask=(~mask).int())
-    d_en = kmodel.bert_encoder(bert).transpose(-1, -2)
     style_p = ref_s[:, 128:]
-    d = kmodel.predictor.text_encoder(d_en, style_p, lengths, mask)
-    x, _ = kmodel.predictor.lstm(d)
-    logits = kmodel.predictor.duration_proj(x)[0]  # (T, MAX_DUR)
+    d, logits, lengths, mask = text_side(kmodel, ids, ref_s)
+    logits = logits[0]  # (T, MAX_DUR)
     bins = (torch.arange(MAX_DUR).unsqueeze(0) < durations.clamp(max=MAX_DUR).unsqueeze(1)).float()
     loss_dur = F.binary_cross_entropy_with_logits(logits, bins.to(device))
     aln = alignment(durations).to(device)
