@@ -375,8 +375,8 @@ def single_window_features(fw: Any, audio_16k: np.ndarray) -> np.ndarray | None:
 
 class FasterWhisperBatch:
     """Transcribes a batch of clips with one ``generate`` call per language (in chunks of
-    ``batch_size``; the encoder still runs clip by clip) where ``WhisperModel.transcribe`` would decode each in a single
-    30 s window; longer clips (several windows), clips without a frame and clips without a
+    ``batch_size``; the encoder still runs clip by clip) where ``WhisperModel.transcribe`` would
+    decode each in a single 30 s window; longer clips (several windows), clips without a frame and clips without a
     language on a multilingual model (language detection) go through ``transcribe`` one by one.
 
     Same decoding as :func:`make_transcriber`: the same features, prompt (start of transcript,
@@ -414,6 +414,9 @@ class FasterWhisperBatch:
                 decoded = self._decode(np.stack([f for _, f in chunk]), language)
                 for (i, _), transcript in zip(chunk, decoded):
                     out[i] = transcript
+        missing = [i for i, t in enumerate(out) if t is None]
+        if missing:  # pragma: no cover - every clip takes one of the two paths above
+            raise RuntimeError(f"clips {missing} got no transcript")
         return [t for t in out if t is not None]
 
     def _decode(self, features: np.ndarray, language: str) -> list[Transcript]:
@@ -430,9 +433,10 @@ class FasterWhisperBatch:
         )
         prompt = fw.get_prompt(tokenizer, [], without_timestamps=True)
         # The encoder runs clip by clip, exactly as transcribe runs it: it does ~3/4 of the work
-        # (every clip is padded to 30 s) and measured no cheaper batched on CPU (12 tiny.en
-        # windows: 3.3-4.3 CPU-s one by one, 5.2-5.8 in one call: 1500x1500 attention maps per
-        # head and clip). Decoding, one token at a time, is what batching speeds up.
+        # (every clip is padded to 30 s) and measured slower batched on CPU (12 tiny.en windows:
+        # 3.3-4.3 CPU-s one by one, 4.3-5.8 in one call: 1500x1500 attention maps per head and
+        # clip). Decoding, one token at a time, is what batching speeds up. (The model runs on
+        # the CPU, see faster_whisper_model: its encoder outputs are host arrays numpy reads.)
         encoded = np.concatenate([np.asarray(fw.encode(f)) for f in features])
         results = fw.model.generate(
             get_ctranslate2_storage(encoded),
