@@ -27,6 +27,7 @@ hacking diagnostics (silence share, speaking rate, duration ratio, truncation ra
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -107,7 +108,7 @@ def check_anchors(anchors: Sequence[Sequence[float]], where: str) -> None:
     ys = [float(a[1]) for a in anchors]
     if not all(math.isfinite(v) for v in xs + ys):
         raise ValueError(f"{where}: anchors must be finite numbers")
-    if any(b <= a for a, b in zip(xs, xs[1:])):
+    if any(b <= a for a, b in itertools.pairwise(xs)):
         raise ValueError(f"{where}: anchor x values must rise strictly, got {xs}")
     if any(not 0.0 <= y <= 1.0 for y in ys):
         raise ValueError(f"{where}: anchor y values must lie in [0, 1], got {ys}")
@@ -123,7 +124,7 @@ def piecewise_linear(x: float, anchors: Sequence[Sequence[float]]) -> float:
 def silence_share(audio: np.ndarray, sample_rate: int, silence_db: float) -> float:
     """Share of 20 ms frames whose RMS is below ``silence_db`` dBFS (1.0 for empty audio)."""
     wav = np.asarray(audio, dtype=np.float64).reshape(-1)
-    hop = max(1, int(round(FRAME_S * sample_rate)))
+    hop = max(1, round(FRAME_S * sample_rate))
     n = wav.size // hop
     if n == 0:
         return 1.0
@@ -181,7 +182,6 @@ class RewardModel:
         self.params = params
         self._metric_class = metric_class
         self._metrics: dict[str, Metric] = {}
-        self._ready: set[str] = set()
         self.calls: Counter[str] = Counter()  # Metric.score calls per metric
         for term in params.reward_weights:  # fail early on unknown names and missing anchors
             for name in self._term_metrics(term):
@@ -209,7 +209,7 @@ class RewardModel:
             params = self.params.reward_metric_params.get(name, {})
             try:
                 self._metrics[name] = cls(**params)
-            except Exception as exc:  # noqa: BLE001 - pydantic or the metric's own check
+            except Exception as exc:  # pydantic or the metric's own check
                 raise ConfigError(
                     f"reward_metric_params[{name!r}] are not valid params of metric '{name}': {exc}"
                 ) from exc
@@ -231,12 +231,17 @@ class RewardModel:
         return wanted
 
     def _score(self, name: str, items: list[EvalItem]) -> list[Any]:
-        metric = self.metric(name)
-        if name not in self._ready:
-            metric.setup()
-            self._ready.add(name)
+        """One ``Metric.score`` call for all ``items``, through the shared scorer (the metric is
+        set up once per process; an item the metric fails on becomes an error row). No score
+        cache: rollouts are new audio every time."""
+        from .scoring import Scorer
+
         self.calls[name] += 1
-        return metric.score(items)
+        scorer = Scorer({name: self.metric(name)}, None, batch_size=max(1, len(items)))
+        try:
+            return scorer.score(list(items), progress=False)[name]
+        finally:
+            scorer.close()
 
     def gate(self, item: EvalItem, stopped: bool) -> tuple[str | None, dict[str, float]]:
         """Why ``item`` is gated (None: it is not) and its duration / silence / rate numbers."""
@@ -271,6 +276,16 @@ class RewardModel:
             return f"non_speech: {silence:.0%} of frames below {p.silence_db} dBFS", info
         return None, info
 
+    def _batches(self, term: str, items: Sequence[EvalItem], idx: list[int]) -> list[Any]:
+        """(metric, item indices) that compute ``term``: quality splits by reference audio."""
+        p = self.params
+        if term != QUALITY:
+            return [(term, idx)]
+        return [
+            (p.quality_with_reference, [i for i in idx if items[i].reference_audio is not None]),
+            (p.quality_without_reference, [i for i in idx if items[i].reference_audio is None]),
+        ]
+
     def score(
         self, items: Sequence[EvalItem], stopped: Sequence[bool], groups: Sequence[int]
     ) -> RewardResult:
@@ -281,89 +296,94 @@ class RewardModel:
         n = len(items)
         if not (len(stopped) == len(groups) == n):
             raise ValueError("score: items, stopped and groups must have the same length")
-        gates: list[str | None] = []
-        infos: list[dict[str, float]] = []
-        for item, stop in zip(items, stopped):
-            reason, info = self.gate(item, bool(stop))
-            gates.append(reason)
-            infos.append(info)
+        gated = [self.gate(item, bool(stop)) for item, stop in zip(items, stopped, strict=True)]
+        gates: list[str | None] = [reason for reason, _ in gated]
+        infos = [info for _, info in gated]
         terms: dict[str, np.ndarray] = {t: np.full(n, np.nan) for t in p.reward_weights}
         raw: dict[str, np.ndarray] = {t: np.full(n, np.nan) for t in p.reward_weights}
         quality_used: list[str | None] = [None] * n
         cer_raw = np.full(n, np.nan)
         for term in p.reward_weights:
             open_idx = [i for i in range(n) if gates[i] is None]
-            if term == QUALITY:
-                with_ref = [i for i in open_idx if items[i].reference_audio is not None]
-                without = [i for i in open_idx if items[i].reference_audio is None]
-                batches = [
-                    (p.quality_with_reference, with_ref),
-                    (p.quality_without_reference, without),
-                ]
-            else:
-                batches = [(term, open_idx)]
-            for name, idx in batches:
+            for name, idx in self._batches(term, items, open_idx):
                 if not idx:
                     continue
-                output = self.output(name)
-                anchors = self.anchors(name)
+                output, anchors = self.output(name), self.anchors(name)
                 scores = self._score(name, [items[i] for i in idx])
-                for i, s in zip(idx, scores):
+                for i, s in zip(idx, scores, strict=True):
                     value = s.values.get(output) if s.error is None else None
                     if value is None or not math.isfinite(value):
-                        why = s.error or f"no finite '{output}' output"
-                        gates[i] = f"metric_error: {name}: {why}"
+                        gates[i] = (
+                            f"metric_error: {name}: {s.error or f'no finite {output!r} output'}"
+                        )
                         continue
                     raw[term][i] = value
                     terms[term][i] = piecewise_linear(value, anchors)
                     if term == QUALITY:
                         quality_used[i] = name
-                    if "cer_raw" in s.values:
-                        cer_raw[i] = s.values["cer_raw"]
-        rewards = np.zeros(n)
-        for i in range(n):
-            if gates[i] is None:
-                rewards[i] = sum(w * terms[t][i] for t, w in p.reward_weights.items())
+                    cer_raw[i] = s.values.get("cer_raw", cer_raw[i])
+        closed = np.array([g is not None for g in gates], dtype=bool)
         for term in p.reward_weights:  # a gated item's terms do not count in the term means
-            for i in range(n):
-                if gates[i] is not None:
-                    terms[term][i] = np.nan
-                    raw[term][i] = np.nan
-        group_arr = np.asarray(groups)
-        for g in dict.fromkeys(group_arr.tolist()):
-            idx = np.flatnonzero(group_arr == g)
-            open_r = [rewards[i] for i in idx if gates[i] is None]
-            floor = min(open_r) if open_r else 0.0
-            for i in idx:
-                if gates[i] is not None:
-                    rewards[i] = floor
-        durations = np.array([info["duration_s"] for info in infos])
-
-        def mean_of(key: str) -> float:
-            vals = [info[key] for info in infos if math.isfinite(info.get(key, math.nan))]
-            return float(np.mean(vals)) if vals else math.nan
-
-        finite_cer = cer_raw[np.isfinite(cer_raw)]
-        diagnostics = {
-            "n_rollouts": n,
-            "n_gated": sum(g is not None for g in gates),
-            "silence_share": mean_of("silence_share"),
-            "speaking_rate": mean_of("speaking_rate"),
-            "duration_ratio": mean_of("duration_ratio"),
-            "duration_s": mean_of("duration_s"),
-            "truncation_rate": float(np.mean([not s for s in stopped])) if n else math.nan,
-            "cer_above_1": float(np.mean(finite_cer > 1.0)) if finite_cer.size else math.nan,
-        }
+            terms[term][closed] = np.nan
+            raw[term][closed] = np.nan
+        rewards = _group_floor(
+            np.array(
+                [
+                    0.0 if closed[i] else sum(w * terms[t][i] for t, w in p.reward_weights.items())
+                    for i in range(n)
+                ]
+            ),
+            closed,
+            groups,
+        )
+        diagnostics = _diagnostics(infos, stopped, gates, cer_raw)
         return RewardResult(
             rewards=rewards,
             terms=terms,
             raw=raw,
             gates=gates,
             quality_metric=quality_used,
-            durations=durations,
+            durations=np.array([info["duration_s"] for info in infos]),
             diagnostics=diagnostics,
             timings={"score_s": time.perf_counter() - t0},
         )
+
+
+def _group_floor(rewards: np.ndarray, closed: np.ndarray, groups: Sequence[int]) -> np.ndarray:
+    """A gated rollout gets the lowest reward of its group's ungated ones (0 if none is open)."""
+    group_arr = np.asarray(groups)
+    for g in dict.fromkeys(group_arr.tolist()):
+        idx = np.flatnonzero(group_arr == g)
+        open_r = [rewards[i] for i in idx if not closed[i]]
+        floor = min(open_r) if open_r else 0.0
+        rewards[idx[closed[idx]]] = floor
+    return rewards
+
+
+def _diagnostics(
+    infos: list[dict[str, float]],
+    stopped: Sequence[bool],
+    gates: list[str | None],
+    cer_raw: np.ndarray,
+) -> dict[str, float]:
+    """Hacking diagnostics of a scored group (means over rollouts where measured)."""
+
+    def mean_of(key: str) -> float:
+        vals = [info[key] for info in infos if math.isfinite(info.get(key, math.nan))]
+        return float(np.mean(vals)) if vals else math.nan
+
+    n = len(infos)
+    finite_cer = cer_raw[np.isfinite(cer_raw)]
+    return {
+        "n_rollouts": n,
+        "n_gated": sum(g is not None for g in gates),
+        "silence_share": mean_of("silence_share"),
+        "speaking_rate": mean_of("speaking_rate"),
+        "duration_ratio": mean_of("duration_ratio"),
+        "duration_s": mean_of("duration_s"),
+        "truncation_rate": float(np.mean([not s for s in stopped])) if n else math.nan,
+        "cer_above_1": float(np.mean(finite_cer > 1.0)) if finite_cer.size else math.nan,
+    }
 
 
 def metric_lookup(hooks: Any = None) -> Callable[[str], type[Metric]]:

@@ -188,9 +188,14 @@ class SuiteRunner:
         try:
             with self.store.claim(run.run_id) as run_dir:
                 # another process may have finished it while we waited in the queue
-                if not rescore and self.overwrite != "always":
-                    if self.store.status(run.run_id) == "ok" and not self._missing_metrics(run):
-                        return RunOutcome(run.run_id, run.label(), "skipped")
+                finished = (
+                    not rescore
+                    and self.overwrite != "always"
+                    and self.store.status(run.run_id) == "ok"
+                    and not self._missing_metrics(run)
+                )
+                if finished:
+                    return RunOutcome(run.run_id, run.label(), "skipped")
                 if rescore:
                     status, error = self._rescore(run, run_dir)
                     return RunOutcome(
@@ -449,7 +454,7 @@ class SuiteRunner:
                 scores = self._score(synthesis.items, synthesis.rows, run.metrics)
                 records = self._record(run, run_dir, synthesis.items, scores, summary, run.metrics)
                 records.append(self._record_latency(run, run_dir, synthesis, summary))
-        except Exception as exc:  # noqa: BLE001 - a failing run is recorded, the suite goes on
+        except Exception as exc:  # a failing run is recorded, the suite goes on
             status, error = self._record_failure(run_dir, exc, logger)
         timings["total_s"] = time.perf_counter() - t_start
         summary.update(status=status, error=error, timings=timings)
@@ -769,6 +774,7 @@ class SuiteRunner:
         record = build_record(
             run, metric, spec, scores, summary.get("adapt", {}), summary["provenance"]
         )
+        record["in_mean_rank"] = False  # a cost, not a quality: shown, not ranked with the rest
         atomic_write_json(run_dir / "records" / f"{LATENCY}.json", record)
         return record
 
@@ -791,7 +797,7 @@ class SuiteRunner:
                 items.append(eval_item(clip, eval_set.prompts, audio, sr))
             scores = self._score(items, synth_rows, missing)
             records = self._record(run, run_dir, items, scores, summary, missing)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # a failed rescoring is reported, the suite goes on
             return "failed", f"rescoring failed: {type(exc).__name__}: {exc}"
         summary["metrics_recorded"] = sorted(
             set(summary.get("metrics_recorded", [])) | {r["metric"] for r in records}

@@ -66,7 +66,7 @@ def test_quick_suite_run_ids_are_unchanged():
     reg = build_registry()
     suite = load_suite(REPO / "benchmarks" / "quick.toml", reg)
     spec = suite.spec
-    assert len(suite.runs) == 5
+    assert len(suite.runs) == 9
     for run in suite.runs:
         identity = {
             "suite": spec.name,
@@ -122,7 +122,7 @@ def test_bad_settings_name_the_file_and_field(tmp_path, manifest, registry, tabl
 
 def test_a_backbone_without_settings_rejects_the_table(tmp_path, manifest, registry):
     path = suite_file(tmp_path, manifest, "[synthesis]\ntemperature = 0.5\n", "double_tone")
-    with pytest.raises(ConfigError, match="double_tone.*declares no synthesis settings"):
+    with pytest.raises(ConfigError, match=r"double_tone.*declares no synthesis settings"):
         load_suite(path, registry)
 
 
