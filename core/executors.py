@@ -19,6 +19,11 @@ into the shared record store) and yields each outcome as it completes.
   with them); running the same command again resumes exactly as with the local executor. While
   the tasks run, the driver prints a per-run status table (queued / running / done / failed, the
   node and process, each run's ``run.log``).
+
+Both keep a suite's chains in order (a run planned ``after`` another, see :mod:`ttsadapt.suite`):
+the runs come sources first, the local executor runs them in that order and the Ray executor
+submits a dependent run's task only once its source's task has finished (ok or not: the runner
+fails a run whose source failed, naming it).
 """
 
 from __future__ import annotations
@@ -63,6 +68,31 @@ def _runs_of_rank0(runs: Sequence[Any]) -> list[Any]:
     box = [list(runs)]
     broadcast_object_list(box, from_process=0)
     return box[0]
+
+
+class Chains:
+    """Which runs of one batch wait for another run of the batch: a run planned ``after`` a
+    source run (``run.after["run_id"]``) that is itself in the batch waits until that source is
+    :meth:`finished`; a source outside the batch (finished earlier, or skipped) holds nothing up."""
+
+    def __init__(self, runs: Sequence[Any]) -> None:
+        ids = {run.run_id for run in runs}
+        self.ready: list[Any] = []  # runs that can start now, in the batch's order
+        self._waiting: dict[str, list[Any]] = {}  # source run id -> runs waiting for it
+        for run in runs:
+            source = (getattr(run, "after", None) or {}).get("run_id")
+            if source in ids:
+                self._waiting.setdefault(source, []).append(run)
+            else:
+                self.ready.append(run)
+
+    def finished(self, run_id: str) -> list[Any]:
+        """The runs released by ``run_id`` finishing (whatever its outcome)."""
+        return self._waiting.pop(run_id, [])
+
+    def waiting(self) -> list[Any]:
+        """The runs still waiting for their source."""
+        return [run for runs in self._waiting.values() for run in runs]
 
 
 class LocalExecutor(Executor):
@@ -348,7 +378,7 @@ class RunState:
     label: str
     log: Path
     resources: dict[str, Any]
-    state: str = "queued"  # queued | running | done | failed | skipped | locked
+    state: str = "queued"  # waiting | queued | running | done | failed | skipped | locked
     attempts: int = 0
     where: str = ""
     started: float | None = None
@@ -369,7 +399,7 @@ class StatusTable:
         return out
 
     def headline(self) -> str:
-        order = ("queued", "running", "done", "failed", "skipped", "locked")
+        order = ("queued", "running", "done", "failed", "skipped", "locked", "waiting")
         counts = self.counts()
         parts = [f"{counts.get(s, 0)} {s}" for s in order if counts.get(s) or s in order[:4]]
         return f"[ray] {len(self.rows)} runs: {', '.join(parts)} ({time.time() - self.t0:.0f} s)"
@@ -532,15 +562,27 @@ class RayExecutor(Executor):
         board = ray.remote(num_cpus=0)(_Board).remote()
         task = ray.remote(execute_on_worker)
         pending: dict[Any, Any] = {}
-        for run in runs:
-            res = resources[run.run_id]
-            self.table.rows[run.run_id] = RunState(
-                run.run_id, run.label(), self.runner.store.run_dir(run.run_id) / "run.log", res
-            )
+        chains = Chains(runs)  # a run planned after another of this batch waits for it
+
+        def submit(run: Any) -> None:
+            self.table.rows[run.run_id].state = "queued"
             ref = task.options(
-                **_ray_options(res), max_retries=self.max_retries, name=f"run:{run.run_id}"
+                **_ray_options(resources[run.run_id]),
+                max_retries=self.max_retries,
+                name=f"run:{run.run_id}",
             ).remote(self.spec, run.run_id, board)
             pending[ref] = run
+
+        for run in runs:
+            self.table.rows[run.run_id] = RunState(
+                run.run_id,
+                run.label(),
+                self.runner.store.run_dir(run.run_id) / "run.log",
+                resources[run.run_id],
+                state="waiting",
+            )
+        for run in chains.ready:
+            submit(run)
         self._print(self.table.render())
         last_table = time.time()
         tty = bool(getattr(self.out, "isatty", lambda: False)())
@@ -564,11 +606,16 @@ class RayExecutor(Executor):
                         + (f": {(outcome.error or '').splitlines()[0]}" if outcome.error else "")
                         + f"; log {row.log}"
                     )
+                    for waiting in chains.finished(run.run_id):  # its chained runs may start
+                        submit(waiting)
                     yield outcome
                 if ready and (tty or time.time() - last_table > 60 or not pending):
                     self._print(self.table.render())
                     last_table = time.time()
         finally:
+            held = chains.waiting()
+            if held:  # interrupted before their sources finished: never submitted
+                self._print(f"[ray] {len(held)} runs waiting for their source were not started")
             if pending:  # interrupted: stop the workers; their locks die with them
                 # a local cluster of ours goes down with its workers at shutdown (cancelling
                 # first can crash Ray's core worker on the late replies); on a shared cluster

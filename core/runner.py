@@ -25,6 +25,10 @@ A run that raises is recorded as failed with its error and traceback; the suite 
 a suite skips finished runs, retries failed and half-written ones and scores metrics a finished run
 lacks (``--overwrite only-missing``, the default); ``never`` touches no finished run; ``always``
 redoes every run from scratch.
+
+A run planned ``after`` another run of the suite (see :mod:`ttsadapt.suite`) gets that run's folder
+as its method's ``init_run``; when that run has not finished ok, the run fails at once (before
+loading anything) with an error naming it. Its records say where it started (``after``).
 """
 
 from __future__ import annotations
@@ -441,9 +445,10 @@ class SuiteRunner:
         t_start = time.perf_counter()
         try:
             seed_everything(run.seed)
+            params = self._method_params(run)
             with _timed(timings, "load_s"):
                 backbone = self._load_backbone(run)
-            method: Method = self.registry.get("method", run.method)(**run.method_params)
+            method: Method = self.registry.get("method", run.method)(**params)
             eval_set, drops = self._prepare_data(run, run_dir, summary)
             with _timed(timings, "adapt_s"):
                 self._adapt_stage(run, run_dir, backbone, method, summary, drops, logger)
@@ -460,6 +465,25 @@ class SuiteRunner:
         summary.update(status=status, error=error, timings=timings)
         self._close(run_dir, config, summary, records, logger)
         return status, error
+
+    def _method_params(self, run: Run) -> dict[str, Any]:
+        """The run's method params; a run planned ``after`` another gets that run's folder as
+        ``init_run``, and a source that did not finish ok fails this run, naming the source."""
+        if not run.after:
+            return run.method_params
+        source = run.after["run_id"]
+        status = self.store.status(source)
+        if status != "ok":
+            error_file = self.store.run_dir(source) / "error.txt"
+            why = {"missing": "has not run", "partial": "did not finish"}.get(status, status)
+            if status == "failed" and error_file.is_file():
+                lines = error_file.read_text(encoding="utf-8").strip().splitlines()
+                why = f"failed ({lines[0] if lines else 'no error message'})"
+            raise TTSAdaptError(
+                f"run {run.run_id} starts after run {source} ({run.after['label']}), which {why}; "
+                "nothing to start from"
+            )
+        return {**run.method_params, "init_run": str(self.store.run_dir(source))}
 
     def _open(self, run: Run) -> tuple[Path, dict[str, Any], dict[str, Any], logging.Logger]:
         """A fresh run folder with ``config.json`` and ``run.log``; fires ``ttsadapt_run_started``.
@@ -855,6 +879,7 @@ def build_record(
         # the [synthesis] setting ({}: the backbone's defaults) and the training it evaluates
         "synthesis_settings": run.synthesis,
         "train_id": run.train_id or run.run_id,
+        **({"after": run.after} if run.after else {}),  # the run it started from (a chain)
         "metric": metric.name,
         "metric_version": metric.version,
         "metric_params": metric_spec["params"],

@@ -13,13 +13,24 @@ sweep of decoding settings (``temperature = [0.7, 1.0]``), each backbone validat
 without a ``[synthesis]`` table) and its ``run_id`` adds the setting, so adding a setting makes new
 runs that reuse the trained adapter (``results/<suite>/trained/<train_id>/``) instead of retraining.
 A suite without a ``[synthesis]`` table plans exactly the run ids it always did.
+
+A method table's ``after`` chains runs inside a suite: ``after = "lora"`` starts each of the
+method's runs from the trained weights of the ``lora`` run on the same backbone, data recipe, seed
+(and synthesis setting); when ``lora`` is swept, ``after = "lora(rank=4)"`` picks one setting,
+written as labels write it (``key=value`` pairs of the source's parameters, comma-separated). The
+method must take an ``init_run`` parameter (``grpo``, ``dpo``); the runner passes it the source
+run's folder. The source's ``train_id`` is part of the dependent run's identity (retraining the source
+makes new dependent runs), runs are planned sources first, and the dependent run's label says where
+it started (``grpo after lora(rank=4)``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .components import Component
 from .errors import ConfigError
 from .registry import Registry
 
@@ -46,6 +58,13 @@ class MethodSpec(ComponentSpec):
     data: list[str] | None = Field(
         None,
         description="names of the [[data]] recipes this method trains on (default: every recipe)",
+        min_length=1,
+    )
+    after: str | None = Field(
+        None,
+        description="start from the trained weights of another [[methods]] entry of this suite "
+        '(same backbone, data recipe and seed): its method name ("lora"), or one setting of a '
+        'sweep as labels write it ("lora(rank=4)"); the method needs an `init_run` parameter',
         min_length=1,
     )
 
@@ -148,9 +167,12 @@ class Run:
     # what training depends on, hashed: runs differing only in their synthesis setting share it
     # (and their trained adapter); equal to run_id for a suite without a [synthesis] table
     train_id: str = ""
+    # the run this one starts from (a method's ``after``): {run_id, train_id, label, system}; the
+    # label is the source's method part ("lora(rank=4)"), the system its identity without seeds
+    after: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
-        return {
+        out = {
             "run_id": self.run_id,
             "suite": self.suite,
             "suite_version": self.suite_version,
@@ -168,11 +190,16 @@ class Run:
             "synthesis_settings": self.synthesis,
             "train_id": self.train_id or self.run_id,
         }
+        if self.after:  # only chained runs say so: other runs' files are as they always were
+            out["after"] = self.after
+        return out
 
     def label(self) -> str:
         shown = {**self.backbone_params, **self.method_params}
         params = ",".join(f"{k}={shown[k]}" for k in self.swept if k in shown)
         method = f"{self.method}({params})" if params else self.method
+        if self.after:
+            method += f" after {self.after['label']}"
         data = f" on {self.data_recipe}" if self.data_recipe else ""
         setting = f" · {synthesis_text(self.synthesis)}" if self.synthesis else ""
         return f"{self.backbone} · {method}{data}{setting} · seed {self.seed}"
@@ -336,10 +363,8 @@ def _validate_corpus(path: Path, spec: SuiteFile) -> None:
         raise ConfigError(_validation_message(path, "corpus", exc)) from None
 
 
-def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
-    _validate_corpus(path, spec)
-    recipes = _validate_recipes(path, spec, registry)
-
+def _resolve_metrics(path: Path, spec: SuiteFile, registry: Registry) -> list[dict[str, Any]]:
+    """The suite's metrics as runs record them (name, version, params); checks ``dev_metric``."""
     metrics = []
     seen_metrics = set()
     for i, mspec in enumerate(spec.metrics):
@@ -356,7 +381,13 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
             f"{path}: field evaluation.dev_metric: {spec.evaluation.dev_metric!r} is not one of the "
             f"suite's metrics ({', '.join(sorted(seen_metrics))})"
         )
+    return metrics
 
+
+def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
+    _validate_corpus(path, spec)
+    recipes = _validate_recipes(path, spec, registry)
+    metrics = _resolve_metrics(path, spec, registry)
     method_names = [m.name for m in spec.methods]
     if spec.anchor not in method_names:
         raise ConfigError(
@@ -376,10 +407,15 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
                 f"{path}: field methods[{i}].data: no [[data]] recipe named {unknown[0]!r} "
                 f"(recipes: {', '.join(recipe_names) or 'none'})"
             )
-    methods = [
-        (*r, m.data)
+    by_entry = [
+        _resolve_component(registry, "method", m, path, f"methods[{i}]")
         for i, m in enumerate(spec.methods)
-        for r in _resolve_component(registry, "method", m, path, f"methods[{i}]")
+    ]
+    chains = _resolve_chains(path, spec, by_entry)
+    methods = [  # sources before the runs that start from them (else in the file's order)
+        (*r, spec.methods[i].data, chains[i])
+        for i in _chain_order(path, chains)
+        for r in by_entry[i]
     ]
     settings_by_backbone = [
         _resolve_synthesis(path, spec.synthesis, bcls) for bcls, _, _ in backbones
@@ -387,7 +423,8 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
     corpus = spec.corpus.model_dump(exclude_none=True)
     runs: list[Run] = []
     ids: set[str] = set()
-    for b_i, (mcls, mparams, mswept, mdata), seed in itertools.product(
+    planned: dict[tuple[Any, ...], Run] = {}  # what a chained run looks its source up by
+    for b_i, (mcls, mparams, mswept, mdata, chain), seed in itertools.product(
         range(len(backbones)), methods, spec.seeds
     ):
         bcls, bparams, bswept = backbones[b_i]
@@ -415,8 +452,14 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
                 "recipe": recipe,
                 "seed": seed,
             }
+            sources: dict[str, Run] = {}
+            if chain is not None:  # the source's training is part of what this one depends on
+                where = (bcls.name, b_i, recipe_name, seed)
+                sources = _chain_sources(path, chain, planned, where, settings_by_backbone[b_i])
+                identity["after"] = sorted({src.train_id for src in sources.values()})
             train_id = f"{bcls.name}-{mcls.name}-{canonical_hash(identity)}"
             for setting in settings_by_backbone[b_i]:
+                key = (mcls.name, _canon(mparams), b_i, recipe_name, seed, _canon(setting))
                 run_id = train_id
                 if setting is not None:  # a [synthesis] table: the setting is part of the run
                     run_id = f"{bcls.name}-{mcls.name}-" + canonical_hash(
@@ -442,10 +485,202 @@ def plan_runs(path: Path, spec: SuiteFile, registry: Registry) -> list[Run]:
                     metrics=metrics,
                     synthesis=setting or {},
                     train_id=train_id,
+                    after=_after(chain, sources[_canon(setting)]) if chain else None,
                 )
                 run.swept = tuple(bswept) + tuple(mswept)
                 runs.append(run)
+                planned.setdefault(key, run)
     return runs
+
+
+def _canon(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _chain_sources(
+    path: Path,
+    chain: _Chain,
+    planned: dict[tuple[Any, ...], Run],
+    where: tuple[str, int, str | None, int],
+    settings: list[dict[str, Any] | None],
+) -> dict[str, Run]:
+    """Per synthesis setting (canonical JSON), the planned run ``chain`` starts from on the same
+    backbone (``where``: name, index), data recipe and seed."""
+    backbone, b_i, recipe_name, seed = where
+    out = {}
+    for setting in settings:
+        key = (chain.method, _canon(chain.params), b_i, recipe_name, seed, _canon(setting))
+        if key not in planned:
+            raise ConfigError(
+                f"{path}: field {chain.where}: {chain.text!r} has no run on backbone "
+                f"{backbone!r}, data recipe {recipe_name!r}, seed {seed} (a run starts from the "
+                "source run with the same backbone, data recipe and seed)"
+            )
+        out[_canon(setting)] = planned[key]
+    return out
+
+
+def _after(chain: _Chain, src: Run) -> dict[str, Any]:
+    """A chained run's ``after``: the source run, its label (with the source's own chain) and
+    its system (method identity and chain, no seed: the leaderboard pools seeds)."""
+    return {
+        "run_id": src.run_id,
+        "train_id": src.train_id,
+        "label": chain.label + (f" after {src.after['label']}" if src.after else ""),
+        "system": [
+            src.method,
+            src.method_version,
+            src.method_params,
+            src.after["system"] if src.after else None,
+        ],
+    }
+
+
+@dataclass
+class _Chain:
+    """A method entry's resolved ``after``: the one setting of another method it starts from."""
+
+    where: str  # "methods[2].after"
+    text: str  # as written
+    method: str
+    params: dict[str, Any]
+    label: str  # the source's method part as labels show it: "lora(rank=4)"
+    entries: list[int]  # the [[methods]] entries holding that setting
+
+
+_AFTER = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\((.*)\))?\s*$")
+
+
+def _parse_after(path: Path, where: str, text: str) -> tuple[str, dict[str, str]]:
+    """``"lora(rank=4, lr=0.001)"`` -> ``("lora", {"rank": "4", "lr": "0.001"})``."""
+    m = _AFTER.match(text)
+    picks: dict[str, str] = {}
+    bad = m is None
+    for part in (m.group(2) or "").split(",") if m and (m.group(2) or "").strip() else ():
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            bad = True
+            break
+        picks[key.strip()] = value.strip()
+    if bad or m is None:
+        raise ConfigError(
+            f'{path}: field {where}: expected a method name ("lora") or a name with the setting '
+            f'to start from ("lora(rank=4)"), got {text!r}'
+        )
+    return m.group(1), picks
+
+
+def _matches(value: Any, text: str) -> bool:
+    """Whether a parameter value is the one ``text`` writes (as labels do: ``str(value)``, or as
+    JSON / a quoted string: ``0.001`` matches ``1e-3``, ``"a"`` matches ``a``)."""
+    if str(value) == text or (isinstance(value, str) and text.strip("'\"") == value):
+        return True
+    try:
+        return bool(json.loads(text) == value)
+    except ValueError:
+        return False
+
+
+def _resolve_chains(
+    path: Path,
+    spec: SuiteFile,
+    by_entry: list[list[tuple[type[Component], dict[str, Any], list[str]]]],
+) -> list[_Chain | None]:
+    """Each method entry's ``after`` resolved to one setting of another entry (None without)."""
+    out: list[_Chain | None] = []
+    for i, m in enumerate(spec.methods):
+        if m.after is None:
+            out.append(None)
+            continue
+        where = f"methods[{i}].after"
+        name, picks = _parse_after(path, where, m.after)
+        cls = by_entry[i][0][0]
+        if "init_run" not in getattr(cls.Params, "model_fields", {}):
+            raise ConfigError(
+                f"{path}: field {where}: method {cls.name!r} cannot start from another run "
+                "(its params have no init_run); only methods that take init_run accept `after`"
+            )
+        if any(params.get("init_run") is not None for _, params, _ in by_entry[i]):
+            raise ConfigError(
+                f"{path}: field {where}: give either `after` or params.init_run, not both"
+            )
+        entries = [j for j in range(len(spec.methods)) if j != i and by_entry[j][0][0].name == name]
+        if not entries:
+            names = sorted({r[0][0].name for j, r in enumerate(by_entry) if j != i})
+            why = "a method cannot start from itself" if name == cls.name else "no such method"
+            raise ConfigError(
+                f"{path}: field {where}: no other [[methods]] entry named {name!r} ({why}; "
+                f"methods: {', '.join(names)})"
+            )
+        source_cls = by_entry[entries[0]][0][0]
+        if not source_cls.trains:
+            raise ConfigError(
+                f"{path}: field {where}: method {name!r} does not train, so there are no trained "
+                "weights to start from"
+            )
+        settings: dict[str, dict[str, Any]] = {}
+        for j in entries:
+            for _, params, _ in by_entry[j]:
+                settings.setdefault(_canon(params), params)
+        # the label shows what tells the method's settings in this suite apart (this entry's too)
+        named = [p for j, r in enumerate(by_entry) if r[0][0].name == name for _, p, _ in r]
+        varying = sorted(
+            k for k in {k for p in named for k in p} if len({_canon(p.get(k)) for p in named}) > 1
+        )
+        label = functools.partial(_setting_label, name, varying)
+        choices = ", ".join(label(p) for p in settings.values())
+        unknown = sorted(set(picks) - {k for p in settings.values() for k in p})
+        if unknown:
+            raise ConfigError(
+                f"{path}: field {where}: method {name!r} has no parameter {unknown[0]!r} "
+                f"(its settings in this suite: {choices})"
+            )
+        chosen = [
+            p for p in settings.values() if all(_matches(p.get(k), v) for k, v in picks.items())
+        ]
+        if len(chosen) != 1:
+            what = "matches none" if not chosen else f"matches {len(chosen)}"
+            raise ConfigError(
+                f"{path}: field {where}: {m.after!r} {what} of the settings of {name!r} in this "
+                f'suite ({choices}); name one, e.g. after = "{label(next(iter(settings.values())))}"'
+            )
+        params = chosen[0]
+        holders = [j for j in entries if any(_canon(r[1]) == _canon(params) for r in by_entry[j])]
+        out.append(_Chain(where, m.after, name, params, label(params), holders))
+    return out
+
+
+def _setting_label(name: str, keys: list[str], params: dict[str, Any]) -> str:
+    """``lora(rank=4)``: a method with the parameters that tell its settings apart."""
+    shown = ",".join(f"{k}={params[k]}" for k in keys if k in params)
+    return f"{name}({shown})" if shown else name
+
+
+def _chain_order(path: Path, chains: list[_Chain | None]) -> list[int]:
+    """The method entries in file order, each moved after the entries it starts from; a cycle
+    (a after b after a) is an error naming the first entry on it."""
+    order: list[int] = []
+    state: dict[int, str] = {}
+
+    def visit(i: int) -> None:
+        if state.get(i) == "done":
+            return
+        chain = chains[i]
+        if state.get(i) == "visiting":
+            assert chain is not None
+            raise ConfigError(
+                f"{path}: field {chain.where}: {chain.text!r} closes a cycle of `after` "
+                "(each run would start from the other)"
+            )
+        state[i] = "visiting"
+        for j in chain.entries if chain is not None else ():
+            visit(j)
+        state[i] = "done"
+        order.append(i)
+
+    for i in range(len(chains)):
+        visit(i)
+    return order
 
 
 def _resolve_synthesis(
