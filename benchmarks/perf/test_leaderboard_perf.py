@@ -33,9 +33,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "leaderboard"))
 
-from fake_results import make_results  # noqa: E402
+from fake_results import make_results
 
-from ttsadapt.leaderboard import build_leaderboard  # noqa: E402
+from ttsadapt.leaderboard import build_leaderboard
 
 BUDGET_S = 5.0
 MAX_RATIO = 3.5  # build CPU time / stdlib-json-read CPU time (measured ~2.3 to 2.8; was ~4.6)

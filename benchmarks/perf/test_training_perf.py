@@ -24,11 +24,11 @@ from _bench_helpers import SilentBar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ttsadapt.components import RunContext  # noqa: E402
-from ttsadapt.training import Trainer, TrainingParams  # noqa: E402
-from ttsadapt.training.adapters import apply_lora  # noqa: E402
-from ttsadapt.training.optim import build_optimizer, build_scheduler  # noqa: E402
-from ttsadapt.types import Clip  # noqa: E402
+from ttsadapt.components import RunContext
+from ttsadapt.training import Trainer, TrainingParams
+from ttsadapt.training.adapters import apply_lora
+from ttsadapt.training.optim import build_optimizer, build_scheduler
+from ttsadapt.types import Clip
 
 TEXTS = [
     "The birch canoe slid on the smooth planks.",

@@ -23,7 +23,7 @@ from _bench_helpers import SilentBar
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("torch")
 
-from ttsadapt.components import RunContext, TrainingData  # noqa: E402
+from ttsadapt.components import RunContext, TrainingData
 
 STEPS = 200
 WINDOW = 20

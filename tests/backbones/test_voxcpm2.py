@@ -199,7 +199,7 @@ def _saved(tmp_path) -> Path:
 
 
 def test_missing_or_partial_checkpoint_folders_fail_with_the_file_named(tmp_path):
-    with pytest.raises(ConfigError, match="config.json not found"):
+    with pytest.raises(ConfigError, match=r"config\.json not found"):
         _loaded(model=str(tmp_path))
     folder = _saved(tmp_path)
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:5000])

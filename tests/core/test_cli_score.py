@@ -131,8 +131,8 @@ def test_score_help_lists_every_manifest_key_and_the_metrics_that_need_it():
 
 
 def test_score_reads_old_ref_audio_as_reference_audio_and_warns_once(tmp_path):
-    a, a_ref = _write_pair(tmp_path / "w", "a", seed=0)
-    b, b_ref = _write_pair(tmp_path / "w", "b", seed=1)
+    _a, _a_ref = _write_pair(tmp_path / "w", "a", seed=0)
+    _b, _b_ref = _write_pair(tmp_path / "w", "b", seed=1)
     manifest = _write_manifest(
         tmp_path / "old.jsonl",
         [
@@ -174,7 +174,7 @@ def test_corpus_manifest_reads_ref_audio_as_speaker_prompt_and_writes_new_names(
 
     from ttsadapt.data.manifest import ManifestKeyWarning, load_manifest, write_manifest
 
-    a, a_ref = _write_pair(tmp_path / "w", "a")
+    _a, a_ref = _write_pair(tmp_path / "w", "a")
     base = {"text": "a b c", "speaker": "s", "language": "en"}
     manifest = _write_manifest(
         tmp_path / "corpus.jsonl",
@@ -275,7 +275,7 @@ def test_bad_metric_params_exit_2_naming_metric_and_key(tmp_path, flag, metrics,
 
 
 def test_items_lacking_what_a_metric_needs_name_the_missing_key(tmp_path):
-    a, a_ref = _write_pair(tmp_path / "w", "a")
+    _a, _a_ref = _write_pair(tmp_path / "w", "a")
     (tmp_path / "w" / "broken.wav").write_bytes(b"RIFF not audio")
     manifest = _write_manifest(
         tmp_path / "m.jsonl",
@@ -324,7 +324,7 @@ def test_items_lacking_what_a_metric_needs_name_the_missing_key(tmp_path):
 
 
 def test_score_exits_1_naming_a_metric_that_failed_on_every_item(tmp_path):
-    a, _ = _write_pair(tmp_path / "w", "a")
+    _a, _ = _write_pair(tmp_path / "w", "a")
     for name in ("x", "y", "z"):
         (tmp_path / "w" / f"{name}.wav").write_bytes(b"RIFF not audio")
     rows = [{"id": n, "audio": f"w/{n}.wav", "text": "hi"} for n in ("x", "y", "z")]

@@ -264,8 +264,21 @@ def _default_sigint() -> None:
 
 def _spawn_ray(path: Path, results: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ttsadapt", *PLUGINS, "run", str(path), "--results", str(results)]
-        + ["--no-leaderboard", "--executor", "ray", "--ray-num-cpus", "2"],
+        [
+            sys.executable,
+            "-m",
+            "ttsadapt",
+            *PLUGINS,
+            "run",
+            str(path),
+            "--results",
+            str(results),
+            "--no-leaderboard",
+            "--executor",
+            "ray",
+            "--ray-num-cpus",
+            "2",
+        ],
         env={**os.environ, "PYTHONPATH": str(SUPPORT), "TQDM_DISABLE": "1", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -314,8 +327,17 @@ def test_two_drivers_on_one_results_folder_with_overlapping_suites(tmp_path, man
     env = {"TTSADAPT_TEST_LEDGER": str(ledger)}
     ray_proc = _spawn_ray(a, res, env)
     local_proc = subprocess.Popen(
-        [sys.executable, "-m", "ttsadapt", *PLUGINS, "run", str(b), "--results", str(res)]
-        + ["--no-leaderboard"],
+        [
+            sys.executable,
+            "-m",
+            "ttsadapt",
+            *PLUGINS,
+            "run",
+            str(b),
+            "--results",
+            str(res),
+            "--no-leaderboard",
+        ],
         env={**os.environ, "PYTHONPATH": str(SUPPORT), "TQDM_DISABLE": "1", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -407,14 +429,15 @@ def test_a_task_owning_two_gpus_runs_its_run_on_two_processes(tmp_path, manifest
     runner = SuiteRunner(suite, registry, results=tmp_path / "res")
     os.environ["TTSADAPT_TEST_LEDGER"] = str(ledger)
     try:
-        executor = RayExecutor(
-            runner,
-            num_cpus=2,
-            num_gpus=2,
-            plugins=((), (DOUBLES, RAY_DOUBLES)),
-            out=open(os.devnull, "w"),
-        )
-        summary = runner.run(executor)
+        with open(os.devnull, "w") as devnull:
+            executor = RayExecutor(
+                runner,
+                num_cpus=2,
+                num_gpus=2,
+                plugins=((), (DOUBLES, RAY_DOUBLES)),
+                out=devnull,
+            )
+            summary = runner.run(executor)
     finally:
         del os.environ["TTSADAPT_TEST_LEDGER"]
     assert summary.counts() == {"ok": 2}, summary.outcomes

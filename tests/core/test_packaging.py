@@ -90,8 +90,18 @@ def test_unknown_command_is_a_usage_error():
 
 def _wheel_metadata(tmp_path) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
     )
@@ -184,7 +194,7 @@ def test_a_changed_weight_file_is_an_error_naming_it(tmp_path, monkeypatch):
     ):
         _provenance.file_sha256(bad)
     monkeypatch.setattr(_provenance, "package_file", lambda package, rel: fake / rel)
-    with pytest.raises(_provenance.WeightFileError, match="aecmos_models.* is missing"):
+    with pytest.raises(_provenance.WeightFileError, match=r"aecmos_models.* is missing"):
         _provenance.verify_pinned("speechmos")
 
 

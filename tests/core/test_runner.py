@@ -111,7 +111,7 @@ def test_failed_run_is_recorded_and_the_suite_goes_on(tmp_path, manifest, regist
         '[[methods]]\nname = "double_nudge"\nparams = { fail = [true, false] }\n'
     )
     path = write_suite(tmp_path, manifest, methods=methods)
-    suite, summary = run_suite(path, registry, tmp_path / "res")
+    _suite, summary = run_suite(path, registry, tmp_path / "res")
     assert summary.counts() == {"ok": 2, "failed": 1}
     failed = next(o for o in summary.outcomes if o.status == "failed")
     run_dir = tmp_path / "res" / "t" / "runs" / failed.run_id

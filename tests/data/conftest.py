@@ -2,11 +2,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import pytest
+import soundfile as sf
 
 
 def speechlike(seconds: float, sr: int = 16000, seed: int = 0, level: float = 0.1) -> np.ndarray:

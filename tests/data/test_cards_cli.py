@@ -149,7 +149,7 @@ def test_cli_dnsmos_sample_and_all(tmp_path, make_wav):
     assert 1.0 <= full["speakers"]["s"]["dnsmos_ovrl_mean"] <= 5.0
     assert "wada_snr not computed" in " ".join(full["notes"])
     with pytest.raises(SystemExit):
-        _parser().parse_args(args + ["--dnsmos-clips", "0"])
+        _parser().parse_args([*args, "--dnsmos-clips", "0"])
 
 
 def test_cli_exit_codes(tmp_path, small_corpus, make_wav):

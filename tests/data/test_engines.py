@@ -73,7 +73,7 @@ def test_builder_speaks_with_flite(tmp_path):
 
 @needs_flite
 def test_flite_unknown_voice_is_an_error_not_a_silent_default():
-    with pytest.raises(DataError, match="flite has no voice 'nosuch'.*slt"):
+    with pytest.raises(DataError, match=r"flite has no voice 'nosuch'.*slt"):
         synthesize("flite", "nosuch", SENTENCE)
 
 

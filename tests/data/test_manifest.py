@@ -136,7 +136,7 @@ def test_formats_are_decoded_downmixed_and_resampled(tmp_path, fmt, ext, speechl
     path = tmp_path / f"clip.{ext}"
     try:
         sf.write(path, stereo, sr, format=fmt)
-    except Exception as exc:  # pragma: no cover - libsndfile without MP3
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - libsndfile without MP3
         pytest.skip(f"libsndfile cannot write {fmt}: {exc}")
     _write_lines(tmp_path / "m.jsonl", [_line(f"clip.{ext}")])
     load = load_manifest(tmp_path / "m.jsonl")

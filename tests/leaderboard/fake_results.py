@@ -121,53 +121,7 @@ def make_results(
     # per-item difficulty shared by all systems, so paired tests have power
     base = {m: rng.normal(size=(len(METRICS[m]), n_items)) for m in metrics}
 
-    plans: list[dict[str, Any]] = []
-    for backbone in backbones:
-        for seed in seeds:
-            plans.append(
-                dict(
-                    backbone=backbone,
-                    method="zero_shot",
-                    params={},
-                    recipe=None,
-                    seed=seed,
-                    effect=0.0,
-                    val=None,
-                    trainable=0,
-                )
-            )
-        for recipe in recipes:
-            bonus = 0.2 if recipe == "upsampled" else 0.0
-            for rank in ranks:
-                plans.append(
-                    dict(
-                        backbone=backbone,
-                        method="lora",
-                        params={"rank": rank, "alpha": 2 * rank, "scope": "all"},
-                        recipe=recipe,
-                        effect=LORA_EFFECT.get(rank, 0.5) + bonus,
-                        val=LORA_VAL_LOSS.get(rank, 2.0),
-                        trainable=LORA_TRAINABLE.get(rank, rank * 565_000),
-                        seed=None,
-                    )
-                )
-            if full_finetune:
-                plans.append(
-                    dict(
-                        backbone=backbone,
-                        method="full_ft",
-                        params={"lr": 1e-5},
-                        recipe=recipe,
-                        effect=-0.4 + bonus,
-                        val=1.7,
-                        trainable=TOTAL_PARAMS,
-                        seed=None,
-                    )
-                )
-    expanded = []
-    for plan in plans:
-        for seed in [plan["seed"]] if plan["seed"] is not None else seeds:
-            expanded.append({**plan, "seed": seed})
+    expanded = _plans(backbones, ranks, recipes, seeds, full_finetune)
 
     for k, plan in enumerate(expanded):
         run_id = f"{plan['method']}-{k:05d}-{plan['seed']}"
@@ -213,45 +167,7 @@ def make_results(
         if plan["method"] == "full_ft":
             adapter_bytes = trainable * 2
         if plan["val"] is not None and n_checkpoints:
-            steps = [500 * (i + 1) for i in range(n_checkpoints)]
-            peak = n_checkpoints // 2
-            ckpts = []
-            for i, step in enumerate(steps):
-                val_loss = plan["val"] + 0.6 * math.exp(-i / 1.5) + rng.normal(0, 0.005)
-                dev = 3.0 + 0.1 * plan["effect"] - 0.08 * abs(i - peak) + rng.normal(0, 0.01)
-                ckpts.append(
-                    {
-                        "step": step,
-                        "path": f"checkpoints/step{step}",
-                        "val_loss": val_loss,
-                        "dev_score": dev,
-                    }
-                )
-            best_val = min(ckpts, key=lambda c: c["val_loss"])["step"]
-            best_dev = max(ckpts, key=lambda c: c["dev_score"])["step"]
-            _write_json(
-                run_dir / "checkpoints.json",
-                {
-                    "checkpoints": ckpts,
-                    "dev_metric": "dnsmos",
-                    "selected": {
-                        "by_val_loss": best_val,
-                        "by_dev_metric": best_dev,
-                        "used": best_val,
-                    },
-                },
-            )
-            _write_jsonl(
-                run_dir / "curves.jsonl",
-                [
-                    {
-                        "step": c["step"],
-                        "train_loss": c["val_loss"] - 0.1,
-                        "val_loss": c["val_loss"],
-                    }
-                    for c in ckpts
-                ],
-            )
+            _write_checkpoints(run_dir, plan, n_checkpoints, rng)
         out.run_ids.append(run_id)
         if is_anchor:
             out.anchor_run_ids.append(run_id)
@@ -333,6 +249,111 @@ def make_results(
         )
         (run_dir / DONE_MARKER).write_text("", encoding="utf-8")
     return out
+
+
+def _plans(
+    backbones: tuple[str, ...],
+    ranks: tuple[int, ...],
+    recipes: tuple[str, ...],
+    seeds: tuple[int, ...],
+    full_finetune: bool,
+) -> list[dict[str, Any]]:
+    """One plan per run: the anchors per seed, then per recipe each LoRA rank (and full FT) per
+    seed, with its effect on the metrics, its validation loss and its trainable parameters."""
+    plans: list[dict[str, Any]] = []
+    for backbone in backbones:
+        for seed in seeds:
+            plans.append(
+                dict(
+                    backbone=backbone,
+                    method="zero_shot",
+                    params={},
+                    recipe=None,
+                    seed=seed,
+                    effect=0.0,
+                    val=None,
+                    trainable=0,
+                )
+            )
+        for recipe in recipes:
+            bonus = 0.2 if recipe == "upsampled" else 0.0
+            for rank in ranks:
+                plans.append(
+                    dict(
+                        backbone=backbone,
+                        method="lora",
+                        params={"rank": rank, "alpha": 2 * rank, "scope": "all"},
+                        recipe=recipe,
+                        effect=LORA_EFFECT.get(rank, 0.5) + bonus,
+                        val=LORA_VAL_LOSS.get(rank, 2.0),
+                        trainable=LORA_TRAINABLE.get(rank, rank * 565_000),
+                        seed=None,
+                    )
+                )
+            if full_finetune:
+                plans.append(
+                    dict(
+                        backbone=backbone,
+                        method="full_ft",
+                        params={"lr": 1e-5},
+                        recipe=recipe,
+                        effect=-0.4 + bonus,
+                        val=1.7,
+                        trainable=TOTAL_PARAMS,
+                        seed=None,
+                    )
+                )
+    expanded = []
+    for plan in plans:
+        for seed in [plan["seed"]] if plan["seed"] is not None else seeds:
+            expanded.append({**plan, "seed": seed})
+    return expanded
+
+
+def _write_checkpoints(
+    run_dir: Path, plan: dict[str, Any], n_checkpoints: int, rng: np.random.Generator
+) -> None:
+    """``checkpoints.json`` and ``curves.jsonl`` of a trained run: the validation loss falls, the
+    dev score peaks mid-training."""
+    steps = [500 * (i + 1) for i in range(n_checkpoints)]
+    peak = n_checkpoints // 2
+    ckpts = []
+    for i, step in enumerate(steps):
+        val_loss = plan["val"] + 0.6 * math.exp(-i / 1.5) + rng.normal(0, 0.005)
+        dev = 3.0 + 0.1 * plan["effect"] - 0.08 * abs(i - peak) + rng.normal(0, 0.01)
+        ckpts.append(
+            {
+                "step": step,
+                "path": f"checkpoints/step{step}",
+                "val_loss": val_loss,
+                "dev_score": dev,
+            }
+        )
+    best_val = min(ckpts, key=lambda c: c["val_loss"])["step"]
+    best_dev = max(ckpts, key=lambda c: c["dev_score"])["step"]
+    _write_json(
+        run_dir / "checkpoints.json",
+        {
+            "checkpoints": ckpts,
+            "dev_metric": "dnsmos",
+            "selected": {
+                "by_val_loss": best_val,
+                "by_dev_metric": best_dev,
+                "used": best_val,
+            },
+        },
+    )
+    _write_jsonl(
+        run_dir / "curves.jsonl",
+        [
+            {
+                "step": c["step"],
+                "train_loss": c["val_loss"] - 0.1,
+                "val_loss": c["val_loss"],
+            }
+            for c in ckpts
+        ],
+    )
 
 
 def _system_label(plan: dict[str, Any]) -> str:

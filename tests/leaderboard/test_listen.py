@@ -107,7 +107,7 @@ def test_export_is_blinded_randomised_and_anchored(tmp_path):
         for t, m in key["stimuli"].items()
         if m["role"] == "upper" and m["item"] == key["stimuli"][low]["item"]
     )
-    a_low, sr = sf.read(ex.out_dir / "audio" / f"{low}.ogg")
+    a_low, _sr = sf.read(ex.out_dir / "audio" / f"{low}.ogg")
     a_up, _ = sf.read(ex.out_dir / "audio" / f"{up}.ogg")
     assert not np.allclose(a_low[: len(a_up)], a_up[: len(a_low)], atol=1e-2)
 
@@ -115,7 +115,7 @@ def test_export_is_blinded_randomised_and_anchored(tmp_path):
 def test_import_screens_raters_and_writes_records_the_leaderboard_reads(tmp_path):
     _, manifest = _suite(tmp_path)
     ex = export_test(tmp_path, "demo", tmp_path / "test", n_items=8, manifest=manifest, seed=5)
-    files, key = _rate(tmp_path, ex)
+    files, _key = _rate(tmp_path, ex)
     res = import_ratings(files, tmp_path, "demo", n_boot=500)
     excluded = {r.rater: r.reasons for r in res.raters if r.excluded}
     assert list(excluded) == ["r4"] and "low anchor" in excluded["r4"][0]
@@ -156,7 +156,7 @@ def test_ab_and_mushra(tmp_path, kind):
     ex = export_test(
         tmp_path, "demo", tmp_path / "t", n_items=6, kind=kind, manifest=manifest, seed=2
     )
-    files, key = _rate(tmp_path, ex)
+    files, _key = _rate(tmp_path, ex)
     res = import_ratings(files, tmp_path, "demo", n_boot=300)
     assert [r.rater for r in res.raters if r.excluded] == ["r4"]
     means = {label: res.systems[label]["mean"] for label in ex.systems}

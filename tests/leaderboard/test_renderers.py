@@ -19,7 +19,7 @@ from ttsadapt.markers import hookimpl
 from ttsadapt.plugin_manager import create_plugin_manager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))  # the core tests' helpers
-from helpers import DOUBLES, make_corpus, write_suite  # noqa: E402
+from helpers import DOUBLES, make_corpus, write_suite
 
 PLUGIN = "leaderboard_plugin_double"
 
@@ -57,7 +57,7 @@ def test_a_plugin_format_is_written_and_the_written_hook_fires_once(fake):
     n_systems = len({r["system"] for r in rows})
     assert n_systems == len(fake.systems) and len(rows) == n_systems * 4  # 4 headline metrics
     assert {r["system"] for r in rows if r["anchor"]} == {"voxcpm2-tiny / zero_shot"}
-    assert double.WRITTEN == [(fake.suite, paths)]
+    assert [(fake.suite, paths)] == double.WRITTEN
 
 
 def test_python_callers_without_a_plugin_manager_get_the_builtin_formats(fake, monkeypatch):

@@ -220,7 +220,7 @@ def test_a_backbone_without_the_protocol_is_named():
         name = "plain_tts"
         module = None
 
-    with pytest.raises(PluginError, match="plain_tts.*sample_groups") as info:
+    with pytest.raises(PluginError, match=r"plain_tts.*sample_groups") as info:
         require_preference(Plain(), "grpo")
     assert info.value.exit_code == 3
     with pytest.raises(PluginError, match="backbone 'plain_tts'"):

@@ -99,7 +99,13 @@ def test_gates_give_the_groups_minimum_not_zero(registry):
     stopped = [True, True, False, True, True, True, True, True, False]
     result = model.score(group0 + group1, stopped, [0] * 6 + [1] * 3)
     reasons = [g.split(":")[0] if g else None for g in result.gates]
-    assert reasons == [None, None, "no_stop", "too_short", "duration_ratio", "non_speech"] + [
+    assert reasons == [
+        None,
+        None,
+        "no_stop",
+        "too_short",
+        "duration_ratio",
+        "non_speech",
         None,
         None,
         "no_stop",
@@ -156,7 +162,7 @@ def test_diagnostics_and_metric_params(registry):
 
 def test_bad_reward_configs_are_named(registry):
     lookup = lambda name: registry.get("metric", name)  # noqa: E731
-    with pytest.raises(ConfigError, match="pref_loudness.*anchors"):
+    with pytest.raises(ConfigError, match=r"pref_loudness.*anchors"):
         RewardModel(RewardParams(reward_weights={"pref_loudness": 1.0}), lookup)
     with pytest.raises(ConfigError, match="unknown metric 'no_such'"):
         RewardModel(

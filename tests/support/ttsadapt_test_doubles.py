@@ -110,7 +110,7 @@ class DoubleAnchorMethod(Method):
     trains = False
 
     def adapt(self, backbone, data, ctx):
-        total, trainable = backbone.parameter_counts()
+        total, _trainable = backbone.parameter_counts()
         return AdaptResult(trainable_params=0, total_params=total)
 
 

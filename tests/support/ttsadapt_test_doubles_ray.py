@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from ttsadapt_test_doubles import DoubleNudgeMethod, DoubleToneBackbone, NudgeParams
 
@@ -43,7 +44,7 @@ class DoubleHeavyTone(DoubleToneBackbone):
     """The tone backbone declaring what a real model would: CPUs, a GPU and memory."""
 
     name = "double_heavy_tone"
-    resources = {"num_cpus": 2, "num_gpus": 1, "memory_gb": 0.25}
+    resources: ClassVar[dict[str, float | None]] = {"num_cpus": 2, "num_gpus": 1, "memory_gb": 0.25}
 
 
 @hookimpl

@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ttsadapt.components import RunContext, TrainingData  # noqa: E402
-from ttsadapt.types import Clip  # noqa: E402
+from ttsadapt.components import RunContext, TrainingData
+from ttsadapt.types import Clip
 
 CODEBOOK = 256
 SENTENCES = [

@@ -42,7 +42,7 @@ def test_targets_that_match_nothing_are_refused():
     backbone = tiny_neutts()
     with pytest.raises(ConfigError, match="match nothing"):
         apply_lora(backbone, "lm", 4, targets=["model.layers.9.self_attn.q_proj"])
-    with pytest.raises(ConfigError, match="expected torch.nn.Linear"):
+    with pytest.raises(ConfigError, match=r"expected torch\.nn\.Linear"):
         apply_lora(backbone, "lm", 4, targets=["model.layers.0.self_attn"])
     with pytest.raises(ConfigError, match="empty"):
         apply_lora(backbone, "lm", 4, targets=[])
@@ -68,7 +68,7 @@ def test_save_and_load_round_trip(tmp_path):
     with pytest.raises(CheckpointError, match="shape"):
         load_adapter(other.module, tmp_path / "ad")
     (tmp_path / "ad" / "adapter_config.json").unlink()
-    with pytest.raises(CheckpointError, match="missing adapter_config.json"):
+    with pytest.raises(CheckpointError, match=r"missing adapter_config\.json"):
         load_adapter(tiny_neutts().module, tmp_path / "ad")
 
 

@@ -41,7 +41,7 @@ def test_loading_an_incomplete_checkpoint_says_what_to_do(trained):
     (folder / ckpt.WEIGHTS_FILE).unlink()
     backbone = tiny_neutts()
     apply_lora(backbone, "lm", 4)
-    with pytest.raises(CheckpointError, match="incomplete.*missing trainable.safetensors"):
+    with pytest.raises(CheckpointError, match=r"incomplete.*missing trainable\.safetensors"):
         ckpt.load_checkpoint(folder, backbone.module)
     with pytest.raises(CheckpointError, match="not found"):
         ckpt.load_checkpoint(trained / "checkpoints" / "step-999999", backbone.module)

@@ -8,6 +8,7 @@ curves and checkpoints; the other reads the main's checkpoints when it selects o
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -109,8 +110,8 @@ def test_two_processes_match_one_process_on_the_same_global_batches(tmp_path):
     # go up and down together
     assert ddp_curve == pytest.approx(one_curve, rel=1e-4)
     assert ddp_curve[-1] < ddp_curve[0]
-    assert [b < a for a, b in zip(one_curve, one_curve[1:])] == [
-        b < a for a, b in zip(ddp_curve, ddp_curve[1:])
+    assert [b < a for a, b in itertools.pairwise(one_curve)] == [
+        b < a for a, b in itertools.pairwise(ddp_curve)
     ]
     assert val_losses(ranks[0]) == pytest.approx(val_losses(single), rel=1e-4)
     # both processes hold the same weights after training (DDP kept them in step), close to the

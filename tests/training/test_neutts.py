@@ -103,9 +103,9 @@ def test_local_folder_round_trip_and_mismatched_config(tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config["hidden_size"] = 128
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="do not match|mismatch|size"):
+    with pytest.raises(ConfigError, match=r"do not match|mismatch|size"):
         tiny_neutts(model=str(tmp_path / "m"))
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match=r"no config\.json"):
         tiny_neutts(model=str(tmp_path))
 
 

@@ -117,7 +117,7 @@ def test_tracker_choice_is_checked():
     assert resolve_trackers(None) == ["tensorboard"]
     assert resolve_trackers([]) == []
     assert resolve_trackers(["tensorboard", "tensorboard"]) == ["tensorboard"]
-    with pytest.raises(ConfigError, match="unknown tracker 'comet'.*tensorboard, wandb, mlflow"):
+    with pytest.raises(ConfigError, match=r"unknown tracker 'comet'.*tensorboard, wandb, mlflow"):
         resolve_trackers(["comet"])
     for name in ("wandb", "mlflow"):
         if importlib.util.find_spec(name) is None:
