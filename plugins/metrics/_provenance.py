@@ -112,7 +112,7 @@ def _pinned_roots() -> dict[Path, str]:
     for dist, (package, _, _) in PINNED_WEIGHTS.items():
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
-            roots[Path(list(spec.submodule_search_locations)[0]).resolve()] = dist
+            roots[Path(next(iter(spec.submodule_search_locations))).resolve()] = dist
     return roots
 
 
@@ -251,7 +251,7 @@ def package_file(package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"no installed package {package!r}")
-    return Path(list(spec.submodule_search_locations)[0]) / relative
+    return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
 def provenance(packages: dict[str, str], files: dict[str, str], **more: Any) -> dict[str, Any]:

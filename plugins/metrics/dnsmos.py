@@ -12,6 +12,7 @@ over windows. Windows overlap by 8 s; the work on the shared frames is done once
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -279,7 +280,7 @@ class DNSMOS(Metric):
         bounds = np.cumsum([0] + [len(w) for _, _, w in per_item])
         return (
             [np.asarray(r, dtype=np.float64) for r in raw],
-            [mos[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+            [mos[a:b] for a, b in itertools.pairwise(bounds)],
         )
 
 

@@ -302,7 +302,7 @@ class NeuTTS(Backbone):
                     audio, _ = _load_16k(clip.audio)
                 except ConfigError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - the clip becomes an error row
+                except Exception as exc:  # the clip becomes an error row
                     raise ItemError(
                         f"clip {clip.id}: cannot read audio {clip.audio}: {exc}"
                     ) from exc
@@ -340,7 +340,7 @@ class NeuTTS(Backbone):
                 phones = self.tokenizer.encode(
                     self.phonemes(clip.text, clip.language), add_special_tokens=False
                 )
-                ids = self.ids.prompt(phones, codes) + [self.ids.speech_end]
+                ids = [*self.ids.prompt(phones, codes), self.ids.speech_end]
                 if len(ids) > self.params.max_seq_len:
                     raise ItemError(
                         f"clip {clip.id}: {len(ids)} tokens exceed max_seq_len "
@@ -559,7 +559,7 @@ class NeuTTS(Backbone):
         repo = p.codec_repo or f"neuphonic/{p.codec}"
         try:
             codec = cls.from_pretrained(repo)
-        except Exception as exc:  # noqa: BLE001 - hub/IO errors of many kinds
+        except Exception as exc:  # hub/IO errors of many kinds
             raise ConfigError(f"cannot load the NeuCodec codec from '{repo}': {exc}") from exc
         self._codec = codec.eval().to(self.device)
         return self._codec

@@ -106,7 +106,7 @@ class MelVQCodec:
             "hop_length": HOP,
             "n_mels": N_MELS,
             "seed": seed,
-            "n_frames": int(len(data)),
+            "n_frames": len(data),
             "n_recordings": len(frames),
             "source": source,
             "note": "offline stand-in codec (k-means log-mel + Griffin-Lim), not NeuCodec",

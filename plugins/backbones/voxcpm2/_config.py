@@ -8,7 +8,7 @@ upstream layout.
 from __future__ import annotations
 
 import string
-from typing import Any
+from typing import Any, ClassVar
 
 ARCHITECTURE = "voxcpm2"
 
@@ -224,4 +224,4 @@ def build_char_tokenizer(charset: list[str] | None = None):
 class MetaTokenizer:
     """Stand-in tokenizer for building a model on the meta device: only ``vocab`` is read."""
 
-    vocab: dict[str, int] = {}
+    vocab: ClassVar[dict[str, int]] = {}

@@ -343,7 +343,7 @@ def build_prefix(backbone: Any, req: SynthesisRequest, s: Sampling) -> Prefix:
         target_ids = backbone._text_ids(target)
     else:
         target_ids = backbone._text_ids(text)
-    ids = backbone._text_ids(text) + [module.audio_start_token]
+    ids = [*backbone._text_ids(text), module.audio_start_token]
     p, d = module.patch_size, module.audio_vae.latent_dim
     i32 = torch.int32
     tokens = [torch.tensor(ids, dtype=i32)]

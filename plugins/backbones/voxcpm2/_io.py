@@ -60,7 +60,7 @@ def resolve_model_path(model: str, revision: str | None = None) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id=model, revision=revision))
-    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated, ...
+    except Exception as exc:  # offline, unknown repo, gated, ...
         raise ConfigError(
             f"could not fetch VoxCPM2 '{model}' from the Hugging Face Hub ({type(exc).__name__}: "
             f"{exc}). Offline (HF_HUB_OFFLINE=1) only the local cache is used: download it once "
@@ -103,7 +103,7 @@ def build_model(
     cfg["dtype"] = dtype
     try:
         vcfg = vox.VoxCPMConfig.model_validate(cfg)
-    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError
+    except Exception as exc:  # pydantic ValidationError
         raise ConfigError(f"invalid VoxCPM2 config: {exc}") from exc
     if device == "meta":
         with torch.device("meta"):
@@ -144,7 +144,7 @@ def _read_state(file: Path) -> dict[str, torch.Tensor]:
             return load_file(str(file))
         ckpt = torch.load(str(file), map_location="cpu", weights_only=True)
         return ckpt.get("state_dict", ckpt)
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt file
+    except Exception as exc:  # truncated or corrupt file
         raise ConfigError(
             f"cannot read weights {file} ({type(exc).__name__}: {exc}); the file is truncated or "
             "corrupt (an interrupted download or save?) - fetch or save it again"
@@ -213,7 +213,7 @@ def load_folder(folder: Path, device: str, dtype: str, codec_choice: str) -> tup
         raise ConfigError(f"{folder}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ConfigError(f"{folder}: cannot load the tokenizer: {exc}") from exc
     codec_cfg = (
         config.get(CODEC_KEY, {}).get("config")
