@@ -36,8 +36,8 @@ def frame_energy_db(
     x = np.asarray(audio, dtype=np.float64)
     if x.size == 0:
         return np.zeros(0)
-    frame = max(1, int(round(frame_s * sample_rate)))
-    hop = max(1, int(round(hop_s * sample_rate)))
+    frame = max(1, round(frame_s * sample_rate))
+    hop = max(1, round(hop_s * sample_rate))
     if x.size < frame:
         x = np.pad(x, (0, frame - x.size))
     n_frames = 1 + (x.size - frame) // hop

@@ -179,14 +179,7 @@ def build_card(
     def rows_of(clip: Clip) -> tuple[_Group, _Group, _Group]:
         return groups["speakers"][clip.speaker], groups["languages"][clip.language], overall
 
-    scorers: dict[str, ClipScorer] = {}
-    for name, wanted in (("dnsmos", with_dnsmos), ("wada_snr", with_wada)):
-        if not wanted:
-            notes.append(f"{name} not computed (switched off)")
-        elif registry is None or name not in registry.names("metric"):
-            notes.append(f"metric '{name}' is not registered; its columns are null")
-        else:
-            scorers[name] = ClipScorer(registry, name)
+    scorers = _card_scorers(registry, with_dnsmos, with_wada, notes)
     wada = scorers.get("wada_snr")
     durations: dict[str, float] = {}
     for clip in clips:
@@ -210,21 +203,7 @@ def build_card(
     card_sample: dict[str, Any] | None = None
     dnsmos = scorers.get("dnsmos")
     if dnsmos is not None:
-        chosen = sample.select(clips, durations)
-        for clip in clips:
-            if clip.id in chosen:
-                try:
-                    x, sr = load_audio(clip.audio)
-                except ItemError as exc:  # changed since the first pass
-                    dnsmos.errors[clip.id] = str(exc)
-                    continue
-                dnsmos.add(clip, x, sr)
-        card_sample = {
-            **sample.describe(),
-            "clips_scored": len(chosen),
-            "clips_total": len(durations),
-            "hours_scored": round(sum(durations[i] for i in chosen) / 3600.0, 6),
-        }
+        card_sample = _dnsmos_pass(dnsmos, sample, clips, durations)
     for name, attr in (("dnsmos", "dnsmos"), ("wada_snr", "wada")):
         scorer = scorers.get(name)
         if scorer is None:
@@ -250,6 +229,44 @@ def build_card(
         "speakers": {k: v.row(dnsmos is not None) for k, v in sorted(groups["speakers"].items())},
         "languages": {k: v.row(dnsmos is not None) for k, v in sorted(groups["languages"].items())},
         "notes": notes,
+    }
+
+
+def _card_scorers(
+    registry: Any, with_dnsmos: bool, with_wada: bool, notes: list[str]
+) -> dict[str, ClipScorer]:
+    """The card's scorers (``dnsmos``, ``wada_snr``) that are wanted and registered; a note for
+    each that is not."""
+    scorers: dict[str, ClipScorer] = {}
+    for name, wanted in (("dnsmos", with_dnsmos), ("wada_snr", with_wada)):
+        if not wanted:
+            notes.append(f"{name} not computed (switched off)")
+        elif registry is None or name not in registry.names("metric"):
+            notes.append(f"metric '{name}' is not registered; its columns are null")
+        else:
+            scorers[name] = ClipScorer(registry, name)
+    return scorers
+
+
+def _dnsmos_pass(
+    dnsmos: ClipScorer, sample: DnsmosSample, clips: list[Clip], durations: dict[str, float]
+) -> dict[str, Any]:
+    """The second pass: DNS-MOS on the clips ``sample`` selects (``durations``: the readable
+    clips of the first pass); returns the card's description of the sample."""
+    chosen = sample.select(clips, durations)
+    for clip in clips:
+        if clip.id in chosen:
+            try:
+                x, sr = load_audio(clip.audio)
+            except ItemError as exc:  # changed since the first pass
+                dnsmos.errors[clip.id] = str(exc)
+                continue
+            dnsmos.add(clip, x, sr)
+    return {
+        **sample.describe(),
+        "clips_scored": len(chosen),
+        "clips_total": len(durations),
+        "hours_scored": round(sum(durations[i] for i in chosen) / 3600.0, 6),
     }
 
 

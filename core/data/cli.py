@@ -171,10 +171,8 @@ def _build(args: argparse.Namespace) -> int:
         if args.spec.endswith(".json"):
             table = json.loads(text)
         else:
-            try:
-                import tomllib
-            except ImportError:  # pragma: no cover - Python 3.10
-                import tomli as tomllib
+            import tomllib
+
             table = tomllib.loads(text)
             table = table.get("corpus", table)
     try:

@@ -91,7 +91,7 @@ def synthesize(
         return kokoro_synthesize(voice, text, rate_wpm)
     binary = _require(engine)
     if engine == "espeak-ng":
-        cmd = [binary, "-v", voice, "-s", str(int(round(rate_wpm))), "-p", str(int(round(pitch)))]
+        cmd = [binary, "-v", voice, "-s", str(round(rate_wpm)), "-p", str(round(pitch))]
         cmd += ["--stdout", text]
         proc = subprocess.run(cmd, capture_output=True, timeout=60)
         if proc.returncode != 0 or not proc.stdout:

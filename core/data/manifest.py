@@ -596,21 +596,8 @@ def _parse_line(
     problem = language_tag_problem(language, languages)
     if problem:
         raise _LineProblem("unknown_language", problem)
-    duration = obj.get("duration")
-    if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise _LineProblem("bad_field", f"'duration' must be seconds, got {duration!r}")
-        if not np.isfinite(duration) or duration < 0:
-            raise _LineProblem("bad_field", f"'duration' must be finite and >= 0, got {duration}")
-        duration = float(duration)
-    split = obj.get("split")
-    if split is not None:
-        norm = _SPLIT_ALIASES.get(str(split).lower()) if isinstance(split, str) else None
-        if norm is None:
-            raise _LineProblem(
-                "bad_field", f"'split' must be one of {', '.join(SPLITS)}, got {split!r}"
-            )
-        split = norm
+    duration = _parse_duration(obj.get("duration"))
+    split = _parse_split(obj.get("split"))
     prompt, reference = (
         None if obj.get(key) is None else _resolve(obj[key], key, base, base_norm)
         for key in ("speaker_prompt", "reference_audio")
@@ -628,6 +615,29 @@ def _parse_line(
         reference_audio=reference,
         extra=extra,
     )
+
+
+def _parse_duration(duration: Any) -> float | None:
+    """A line's optional ``duration``: seconds, finite and >= 0."""
+    if duration is None:
+        return None
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise _LineProblem("bad_field", f"'duration' must be seconds, got {duration!r}")
+    if not np.isfinite(duration) or duration < 0:
+        raise _LineProblem("bad_field", f"'duration' must be finite and >= 0, got {duration}")
+    return float(duration)
+
+
+def _parse_split(split: Any) -> str | None:
+    """A line's optional ``split``, its aliases folded to one of :data:`SPLITS`."""
+    if split is None:
+        return None
+    norm = _SPLIT_ALIASES.get(str(split).lower()) if isinstance(split, str) else None
+    if norm is None:
+        raise _LineProblem(
+            "bad_field", f"'split' must be one of {', '.join(SPLITS)}, got {split!r}"
+        )
+    return norm
 
 
 def _companion_audio(clip: Clip) -> list[tuple[str, Path]]:
@@ -700,9 +710,8 @@ def _settings(
 ) -> _CheckSettings:
     if check_audio not in CHECK_AUDIO_MODES:
         raise ValueError(f"check_audio must be one of {CHECK_AUDIO_MODES}, got {check_audio!r}")
-    return _CheckSettings(
-        check_audio, tuple(duration_window), max_clipped_fraction, silence_peak_dbfs, cache
-    )
+    lo, hi = duration_window
+    return _CheckSettings(check_audio, (lo, hi), max_clipped_fraction, silence_peak_dbfs, cache)
 
 
 def load_manifest(
@@ -922,14 +931,14 @@ def summarize_clips(clips: Sequence[Clip]) -> dict[str, Any]:
 __all__ = [
     "CHECK_AUDIO_MODES",
     "DEFAULT_MIN_DURATION_S",
-    "RUN_CHECKS",
-    "AudioCheckCache",
-    "check_clips",
     "DEPRECATED_KEYS",
+    "RUN_CHECKS",
     "SPLITS",
+    "AudioCheckCache",
     "ManifestKeyWarning",
     "ManifestLoad",
     "QuarantineEntry",
+    "check_clips",
     "clip_to_line",
     "load_clip_audio",
     "load_manifest",

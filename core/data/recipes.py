@@ -218,7 +218,7 @@ def split_clips(
             info[lang] = {"validation_speakers": sorted(chosen)}
         else:
             ranked = sorted(group, key=lambda c: _unit_hash(spec.seed, c.id))
-            n_val = int(round(frac * len(ranked)))
+            n_val = round(frac * len(ranked))
             if frac > 0 and len(ranked) >= 2:
                 n_val = min(max(n_val, 1), len(ranked) - 1)
             val.extend(ranked[:n_val])
@@ -295,7 +295,7 @@ def upsample_languages(
     """
     info: dict[str, Any] = {}
     out = list(train)
-    lang_hours = defaultdict(float)
+    lang_hours: defaultdict[str, float] = defaultdict(float)
     for c in train:
         lang_hours[c.language] += (c.duration_s or 0.0) / 3600.0
     total = sum(lang_hours.values())
@@ -312,17 +312,17 @@ def upsample_languages(
         # hours the language needs so that lang / (rest + all targets) == share
         need = share * rest_hours / rest_share if rest_share > 0 else lang_hours[lang]
         factor = need / lang_hours[lang] if lang_hours[lang] else 1.0
-        entry = {"natural_share": round(natural, 6), "target_share": share}
+        entry: dict[str, Any] = {"natural_share": round(natural, 6), "target_share": share}
         if factor <= 1.0:
             entry.update(factor=1.0, note="already at or above its target share; not upsampled")
             info[lang] = entry
             continue
         group = [c for c in train if c.language == lang]
-        whole = int(math.floor(factor))
+        whole = math.floor(factor)
         for k in range(2, whole + 1):
             out.extend(_copy(c, f"~up{k}", upsampled=True) for c in group)
         frac = factor - whole
-        n_extra = int(round(frac * len(group)))
+        n_extra = round(frac * len(group))
         if n_extra:
             pick = _rng(seed, f"upsample/{lang}").choice(len(group), n_extra, replace=False)
             out.extend(

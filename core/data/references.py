@@ -11,6 +11,7 @@ Every imported clip has ``split="eval"`` and ``extra["reference"] = True``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import soundfile as sf
@@ -56,7 +57,7 @@ def _codec2(root: Path) -> list[tuple[Path, str, str]]:
 
 def import_references(
     manifest_path: Path,
-    sources: list[str] | tuple[str, ...] = SOURCES,
+    sources: Sequence[str] = SOURCES,
     sample_rate: int = 16000,
     pocketsphinx_dir: Path = POCKETSPHINX_DIR,
     codec2_dir: Path = CODEC2_DIR,
