@@ -24,6 +24,7 @@ more for what the leaderboard does not keep (metric parameters, error reasons, p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -161,10 +162,8 @@ def load_results(path_or_suite: str | Path, results: str | Path = DEFAULT_RESULT
         if col not in frame.columns:
             frame[col] = None
     for col in _COUNTS:  # whole numbers stay whole where failure rows leave gaps
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             frame[col] = frame[col].astype("Int64")
-        except (TypeError, ValueError):
-            pass
     return frame[COLUMNS + params + backbone].reset_index(drop=True)
 
 
@@ -353,42 +352,8 @@ def results_document(suite_dir: Path) -> dict[str, Any]:
     for failed in loaded.failed_records:  # a finished run with no readable record at all
         status.setdefault(failed.run_id, {"status": "ok", "error": None})
 
-    results: dict[str, dict[str, Any]] = {}
-    metrics: dict[str, dict[str, Any]] = {}
+    results, metrics = _metric_results(loaded, files)
     versions: dict[str, dict[str, str]] = {"backbones": {}, "methods": {}, "metrics": {}}
-    if len(loaded.records):
-        for (run_id, metric), group in loaded.records.groupby(["run_id", "metric"], sort=True):
-            record = files.record(run_id, metric)
-            outputs = {}
-            for out in group.sort_values("output_index").itertuples(index=False):
-                raw = (record.get("outputs") or {}).get(out.output) or {}
-                outputs[out.output] = {
-                    "mean": _float(out.record_mean),
-                    "ci_low": _float(out.record_ci_low),
-                    "ci_high": _float(out.record_ci_high),
-                    "n": out.record_n,
-                    "higher_is_better": raw.get("higher_is_better", out.higher_is_better),
-                    "unit": out.unit,
-                    "range": raw.get("range"),
-                }
-            results.setdefault(run_id, {})[metric] = {
-                "headline": group.loc[group["is_headline"], "output"].iloc[0],
-                "outputs": outputs,
-                "n_items": record.get("n_items"),
-                "n_errors": record.get("n_errors"),
-                "n_not_applicable": record.get("n_not_applicable"),
-                "errors": record.get("errors") or {},
-            }
-            entry = metrics.setdefault(
-                metric,
-                {
-                    "version": str(record.get("metric_version")),
-                    "params": record.get("metric_params") or {},
-                    "provenance": record.get("metric_provenance") or {},
-                },
-            )
-            if (record.get("metric_params") or {}) != entry["params"]:
-                entry.setdefault("other_params", {})[run_id] = record.get("metric_params")
     failed_records = [
         {"run_id": f.run_id, "metric": f.metric, "status": f.status, "error": f.error}
         for f in loaded.failed_records
@@ -448,6 +413,50 @@ def results_document(suite_dir: Path) -> dict[str, Any]:
             "results_dir": str(suite_dir.resolve()),
         },
     }
+
+
+def _metric_results(
+    loaded: Any, files: _RunFiles
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``results`` (run id -> metric -> outputs and counts) and ``metrics`` (metric -> version,
+    parameters, provenance; ``other_params`` where a run scored it with other parameters)."""
+    results: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+    if not len(loaded.records):
+        return results, metrics
+    for (run_id, metric), group in loaded.records.groupby(["run_id", "metric"], sort=True):
+        record = files.record(run_id, metric)
+        outputs = {}
+        for out in group.sort_values("output_index").itertuples(index=False):
+            raw = (record.get("outputs") or {}).get(out.output) or {}
+            outputs[out.output] = {
+                "mean": _float(out.record_mean),
+                "ci_low": _float(out.record_ci_low),
+                "ci_high": _float(out.record_ci_high),
+                "n": out.record_n,
+                "higher_is_better": raw.get("higher_is_better", out.higher_is_better),
+                "unit": out.unit,
+                "range": raw.get("range"),
+            }
+        results.setdefault(run_id, {})[metric] = {
+            "headline": group.loc[group["is_headline"], "output"].iloc[0],
+            "outputs": outputs,
+            "n_items": record.get("n_items"),
+            "n_errors": record.get("n_errors"),
+            "n_not_applicable": record.get("n_not_applicable"),
+            "errors": record.get("errors") or {},
+        }
+        entry = metrics.setdefault(
+            metric,
+            {
+                "version": str(record.get("metric_version")),
+                "params": record.get("metric_params") or {},
+                "provenance": record.get("metric_provenance") or {},
+            },
+        )
+        if (record.get("metric_params") or {}) != entry["params"]:
+            entry.setdefault("other_params", {})[run_id] = record.get("metric_params")
+    return results, metrics
 
 
 _CONFIG_KEYS = RUN_CONFIG_KEYS

@@ -122,7 +122,7 @@ def metric_intervals_figure(summary: Summary) -> Figure:
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle(
-        f"Mean and {int(round(summary.confidence * 100))} % interval per system (anchor red)",
+        f"Mean and {round(summary.confidence * 100)} % interval per system (anchor red)",
         fontsize=10,
     )
     return fig

@@ -17,7 +17,7 @@ __all__ = ["parse_json", "read_json", "read_score_rows"]
 try:  # a declared dependency; the standard library gives the same results, only slower
     import orjson as _orjson
 except ImportError:  # pragma: no cover
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]  # the module, or None when missing
 
 
 def parse_json(data: bytes) -> Any:

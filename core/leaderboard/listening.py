@@ -234,13 +234,7 @@ def _system_cells(
     for r in synth:
         if r.get("error"):
             cells.setdefault(str(r.get("item")), {})["e"] = str(r["error"])
-    for r in asr:
-        extra = r.get("extra") if isinstance(r.get("extra"), dict) else {}
-        item = str(r.get("item"))
-        if extra.get("transcript") is not None:
-            cells.setdefault(item, {})["tr"] = str(extra["transcript"])
-        if extra.get("reference_normalized"):
-            meta.setdefault(item, {}).setdefault("norm_text", extra["reference_normalized"])
+    _add_transcripts(asr, cells, meta)
     for m_index, m in enumerate(metrics):
         sc = loaded.scores.get((rid, m["name"]))
         if sc is None or not sc.values:
@@ -250,15 +244,42 @@ def _system_cells(
             order.setdefault(item, None)
             cell = cells.setdefault(item, {})
             cell.setdefault("s", [None] * len(metrics))[m_index] = None if v != v else round(v, 6)
-    audio_dir = run_dir / "audio"
-    if audio_dir.is_dir():
-        for item in list(order):
-            if item in cells:
-                src = audio_dir / f"{safe_name(item)}.wav"
-                url = sink.add(src, f"{rid}/{safe_name(item)}") if src.is_file() else None
-                if url is not None:
-                    cells[item]["a"] = url
+    _add_audio(run_dir / "audio", rid, order, cells, sink)
     return cells
+
+
+def _add_transcripts(
+    asr: list[dict[str, Any]], cells: dict[str, dict[str, Any]], meta: dict[str, dict[str, Any]]
+) -> None:
+    """The ASR metric's transcript per sentence into its cell, its normalised reference text
+    into the sentence's metadata."""
+    for r in asr:
+        extra = r.get("extra")
+        if not isinstance(extra, dict):
+            extra = {}
+        item = str(r.get("item"))
+        if extra.get("transcript") is not None:
+            cells.setdefault(item, {})["tr"] = str(extra["transcript"])
+        if extra.get("reference_normalized"):
+            meta.setdefault(item, {}).setdefault("norm_text", extra["reference_normalized"])
+
+
+def _add_audio(
+    audio_dir: Path,
+    rid: str,
+    order: dict[str, None],
+    cells: dict[str, dict[str, Any]],
+    sink: AudioSink,
+) -> None:
+    """The URL of each sentence's clip (as ``sink`` stores it) into its cell, in page order."""
+    if not audio_dir.is_dir():
+        return
+    for item in list(order):
+        if item in cells:
+            src = audio_dir / f"{safe_name(item)}.wav"
+            url = sink.add(src, f"{rid}/{safe_name(item)}") if src.is_file() else None
+            if url is not None:
+                cells[item]["a"] = url
 
 
 def _item_entry(

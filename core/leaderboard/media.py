@@ -77,7 +77,7 @@ def read_eval_manifest(path: Path | str) -> dict[str, ItemInfo]:
             and spk not in prompts
             and row.get("audio")
         ):
-            prompts[str(spk)] = resolve(row["audio"])
+            prompts[str(spk)] = base / str(row["audio"])
     out: dict[str, ItemInfo] = {}
     for row in lines:
         if has_eval and row.get("split") != "eval":
@@ -155,6 +155,7 @@ class AudioSink:
 
         try:
             if self.mode == "folder":
+                assert self.folder is not None  # __init__ refuses folder mode without one
                 dst = encode_audio(src, self.folder / f"{name}.ogg")
                 self.n_bytes += dst.stat().st_size
                 url = quote(f"{self.url_prefix}/{name}.ogg")

@@ -16,7 +16,7 @@ import pandas as pd
 from ..components import direction_arrow, has_direction
 from .page_assets import CSS, LISTEN_JS, SORT_JS
 from .summary import Summary
-from .tables import AGREEMENT_TITLE, HUMAN_TITLE, output_digits, seeds_text
+from .tables import AGREEMENT_TITLE, HUMAN_TITLE, MARK, output_digits, seeds_text
 
 __all__ = ["main_table", "render_html"]
 
@@ -75,7 +75,7 @@ def main_table(summary: Summary, table_id: str = "table0") -> str:
             sub += f" · human, {info['n_raters']} raters"
         hdr.append(
             f'<th title="{esc(metric)}.{esc(str(first["output"]))}: mean, rank (#) and '
-            f'{int(round(summary.confidence * 100))} % interval">{esc(metric)}<br>'
+            f'{round(summary.confidence * 100)} % interval">{esc(metric)}<br>'
             f"<small>{esc(sub)}</small></th>"
         )
         hdr.append(
@@ -107,8 +107,14 @@ def main_table(summary: Summary, table_id: str = "table0") -> str:
             dg = digits.get((metric, r.output), 3)
             rank = "" if r.rank is pd.NA or pd.isna(r.rank) else f" <small>#{int(r.rank)}</small>"
             ci = f"[{_fmt(r.ci_low, dg)}, {_fmt(r.ci_high, dg)}]"
+            mark = (
+                f'<span class="optimised" title="this system\'s training also optimised '
+                f'{esc(metric)}">{MARK}</span>'
+                if getattr(r, "optimised", False)
+                else ""
+            )
             tds.append(
-                f'<td class="num" data-sort="{_num(r.mean)}">{_fmt(r.mean, dg)}{rank}<br>'
+                f'<td class="num" data-sort="{_num(r.mean)}">{_fmt(r.mean, dg)}{mark}{rank}<br>'
                 f"<small>{ci}</small></td>"
             )
             if r.is_anchor:

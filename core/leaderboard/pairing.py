@@ -166,7 +166,11 @@ class Pairing:
         anchor with one seed serves every seed of the system).
         """
         k = len(outputs)
-        ref = self.anchor(anchor_system, anchor_runs, metric) if anchor_runs else None
+        ref = (
+            self.anchor(anchor_system, anchor_runs, metric)
+            if anchor_runs and anchor_system is not None
+            else None
+        )
         anchor_cols = [ref.column.get(o, len(ref.column)) for o in outputs] if ref else []
         values, diffs, codes = [], [], []
         n_na = np.zeros(k, dtype=np.int64)

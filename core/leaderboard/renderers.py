@@ -182,7 +182,7 @@ def renderer_classes(pm: pluggy.PluginManager | None = None) -> list[type[Leader
     for plugin_name, function in sources:
         try:
             result = function()
-        except Exception as exc:  # noqa: BLE001 - named, with the plugin, below
+        except Exception as exc:  # named, with the plugin, below
             raise PluginError(
                 f"plugin '{plugin_name}' raised in {HOOK}: {type(exc).__name__}: {exc}"
             ) from exc

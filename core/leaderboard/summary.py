@@ -73,6 +73,11 @@ def summarise(
     table, clusters = _pooled_rows(records, keys, stats)
     n_comparisons = _add_intervals_and_tests(table, clusters, confidence, n_resamples, seed)
     table, systems = _rank(table, systems)
+    optimised = dict(zip(systems["system"], systems["optimised"]))
+    table["optimised"] = [  # the system's training optimised this metric (judges are not rewards)
+        metric in optimised.get(system, ())
+        for system, metric in zip(table["system"], table["metric"])
+    ]
     human = human_metrics(loaded)
     _two_way_intervals(table, records, set(human))
     for metric, info in human.items():
@@ -136,8 +141,17 @@ def _pool(
     ):
         runs_of.setdefault(system, []).append((rid, run_seed))
     keys = loaded.records.drop_duplicates(["system", "metric", "output"])[
-        ["system", "metric", "output", "output_index", "is_headline", "higher_is_better", "unit"]
-        + ["metric_version", "in_mean_rank"]
+        [
+            "system",
+            "metric",
+            "output",
+            "output_index",
+            "is_headline",
+            "higher_is_better",
+            "unit",
+            "metric_version",
+            "in_mean_rank",
+        ]
     ]
     pairing = Pairing(loaded)
     key_rows = list(keys.itertuples(index=False))
@@ -250,8 +264,19 @@ def _rank(table: pd.DataFrame, systems: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 def _per_seed(records: pd.DataFrame) -> pd.DataFrame:
     """Each run's own numbers (its record's mean and interval), one row per output."""
     return records[
-        ["system", "run_id", "seed", "metric", "output", "output_index", "is_headline"]
-        + ["record_mean", "record_ci_low", "record_ci_high", "record_n"]
+        [
+            "system",
+            "run_id",
+            "seed",
+            "metric",
+            "output",
+            "output_index",
+            "is_headline",
+            "record_mean",
+            "record_ci_low",
+            "record_ci_high",
+            "record_n",
+        ]
     ].rename(
         columns={
             "record_mean": "mean",

@@ -1,8 +1,11 @@
 """Stage *systems*: runs grouped into systems, one row each, with a label a reader can scan.
 
-A system is backbone x method x method params x data recipe (x ``[synthesis]`` settings), seeds
-pooled; the anchor (zero-shot) system is the one whose records say ``is_anchor``. The label shows
-only the method parameters that vary between systems of the same method (a sweep's axis).
+A system is backbone x method x method params x data recipe (x ``[synthesis]`` settings, x the run
+it started from for a run chained ``after`` another), seeds pooled; the anchor (zero-shot) system
+is the one whose records say ``is_anchor``. The label shows only the method parameters that vary
+between systems of the same method (a sweep's axis), and where a chained system started
+(``kokoro / grpo after lora(rank=4) / spk-a``); ``optimised`` lists the metrics its training
+optimised (:func:`~.load.optimised_metrics`).
 Checkpoint selection (``val_loss`` or ``dev_metric``) decides which validation loss is shown.
 """
 
@@ -50,9 +53,9 @@ def systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) -> 
         name: runs[name].to_numpy()
         for name in ("run_id", "backbone", "method", "method_params", "data_recipe", "is_anchor")
     }
-    col["synthesis"] = (
-        runs["synthesis"].to_numpy() if "synthesis" in runs else np.full(len(runs), "", object)
-    )
+    for name in ("synthesis", "after"):
+        col[name] = runs[name].to_numpy() if name in runs else np.full(len(runs), "", object)
+    optimised = runs["optimised"].tolist() if "optimised" in runs else [()] * len(runs)
     for name in ("trainable_params", "total_params", "adapter_bytes"):
         col[name] = pd.to_numeric(runs[name], errors="coerce").to_numpy(float, na_value=np.nan)
     seeds_all = runs["seed"].to_numpy()
@@ -75,14 +78,14 @@ def systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) -> 
         recipe = recipe_text(col["data_recipe"][first])
         label = f"{col['backbone'][first]} / {col['method'][first]}"
         label += f" ({short})" if short else ""
+        label += f" after {col['after'][first]}" if col["after"][first] else ""
         label += f" / {recipe}" if recipe else ""
         synthesis = col["synthesis"][first] or ""
         label += f" / {synthesis}" if synthesis else ""
         trainable = _median(col["trainable_params"][where])
         total = _median(col["total_params"][where])
         run_ids = list(col["run_id"][where])
-        losses = [sel_loss.get(r) for r in run_ids]
-        losses = [v for v in losses if v is not None and math.isfinite(v)]
+        losses = [v for r in run_ids if (v := sel_loss.get(r)) is not None and math.isfinite(v)]
         seeds = dict.fromkeys(seeds_all[where[~seed_missing[where]]].tolist())
         rows.append(
             {
@@ -94,6 +97,7 @@ def systems_frame(records: pd.DataFrame, loaded: LoadedResults, select: str) -> 
                 "data_recipe": recipe,
                 "is_anchor": bool(col["is_anchor"][first]),
                 "synthesis": synthesis,
+                "optimised": tuple(optimised[first]),
                 "seeds": ", ".join(str(s) for s in sorted(seeds)),
                 "n_seeds": len(seeds),
                 "n_runs": len(where),

@@ -4,6 +4,11 @@ The Markdown and HTML pages show :func:`report_tables` (by section title) with
 :func:`legend_lines`; the CSV is :func:`csv_frame`, tidy long: one row per system x metric x
 output x scope, where scope is ``pooled`` (the leaderboard statistics) or ``seed`` (one row per
 seed, numbers from that run's record).
+
+A cell whose metric the system's training also optimised (its reward used it, see
+:func:`~.load.optimised_metrics`) is marked with :data:`MARK` and the legend says why; the CSV
+then has a boolean ``optimised`` column. A leaderboard without a reward-trained system has
+neither, so it reads exactly as before.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ __all__ = [
     "AGREEMENT_TITLE",
     "CSV_COLUMNS",
     "HUMAN_TITLE",
+    "MARK",
+    "OPTIMISED_COLUMN",
     "csv_frame",
     "fmt",
     "headline_frame",
@@ -36,6 +43,7 @@ __all__ = [
 ]
 
 HUMAN_TITLE = "Listening tests"
+MARK = "†"  # after a value whose metric the system's training also optimised
 AGREEMENT_TITLE = "How people and the automatic metrics rank the systems"
 
 
@@ -122,6 +130,7 @@ def headline_frame(summary: Summary, with_ci: bool = True) -> pd.DataFrame:
             cells[i] = fmt(r.mean, dg) + (
                 f" [{fmt(r.ci_low, dg)}, {fmt(r.ci_high, dg)}]" if with_ci else ""
             )
+            cells[i] += MARK if r.optimised else ""
             if r.is_anchor:
                 deltas[i] = "anchor"
             elif not math.isnan(r.delta):
@@ -165,12 +174,13 @@ def _per_seed_frame(summary: Summary) -> pd.DataFrame:
     ps = summary.per_seed[summary.per_seed["is_headline"]]
     digits = output_digits(summary.table)
     labels = dict(zip(summary.systems["system"], summary.systems["label"]))
+    marked = set(_optimised_cells(summary))
     ps = ps.assign(
         cell=[
             f"{fmt(m, digits.get((mt, o), 3))} [{fmt(lo, digits.get((mt, o), 3))}, "
-            f"{fmt(hi, digits.get((mt, o), 3))}]"
-            for m, lo, hi, mt, o in zip(
-                ps["mean"], ps["ci_low"], ps["ci_high"], ps["metric"], ps["output"]
+            f"{fmt(hi, digits.get((mt, o), 3))}]" + (MARK if (s, mt) in marked else "")
+            for m, lo, hi, mt, o, s in zip(
+                ps["mean"], ps["ci_low"], ps["ci_high"], ps["metric"], ps["output"], ps["system"]
             )
         ],
         System=ps["system"].map(labels),
@@ -188,34 +198,55 @@ def _per_seed_frame(summary: Summary) -> pd.DataFrame:
     return wide
 
 
+def _optimised_cells(summary: Summary) -> list[tuple[str, str]]:
+    """(system, metric) of every table row whose metric the system's training optimised."""
+    table = summary.table
+    if "optimised" not in table:
+        return []
+    rows = table[table["optimised"].astype(bool)]
+    return list(zip(rows["system"], rows["metric"]))
+
+
 def legend_lines(summary: Summary) -> list[str]:
-    pct = int(round(summary.confidence * 100))
+    pct = round(summary.confidence * 100)
     family = (
         f"over all {summary.n_comparisons} comparisons of this leaderboard"
         if summary.n_comparisons
         else "over the comparisons of this leaderboard (none could be tested here)"
     )
-    return [
-        f"Means over all utterances and seeds with {pct} % bootstrap intervals (BCa); the "
-        "bootstrap resamples utterances, each with all its seeds.",
-        "Δ: mean paired difference to the zero-shot anchor of the same backbone (same utterance, "
-        "system seed s against anchor seed s; where the anchor lacks seed s, its mean over its "
-        "seeds).",
-        "Stars: two-sided Wilcoxon signed-rank test on the per-utterance mean differences (over "
-        f"seeds), Holm-adjusted for multiple comparisons {family} (every system × metric "
-        "output against its anchor, one family): *** p < 0.001, ** p < 0.01, * p < 0.05 "
-        "(adjusted). "
-        "Raw and adjusted p-values are in leaderboard.csv (p_value_raw, p_value_holm).",
-        "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
-        f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",
-    ] + (
+    return (
         [
-            "Human metrics (listening tests, ttsadapt listen): per sentence the mean over the "
-            "kept raters; the interval resamples raters and sentences (two-way bootstrap); Δ "
-            "and the Wilcoxon test pair sentences with the anchor's."
+            f"Means over all utterances and seeds with {pct} % bootstrap intervals (BCa); the "
+            "bootstrap resamples utterances, each with all its seeds.",
+            "Δ: mean paired difference to the zero-shot anchor of the same backbone (same utterance, "
+            "system seed s against anchor seed s; where the anchor lacks seed s, its mean over its "
+            "seeds).",
+            "Stars: two-sided Wilcoxon signed-rank test on the per-utterance mean differences (over "
+            f"seeds), Holm-adjusted for multiple comparisons {family} (every system × metric "
+            "output against its anchor, one family): *** p < 0.001, ** p < 0.01, * p < 0.05 "
+            "(adjusted). "
+            "Raw and adjusted p-values are in leaderboard.csv (p_value_raw, p_value_holm).",
+            "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
+            f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",
         ]
-        if summary.human
-        else []
+        + (
+            [
+                "Human metrics (listening tests, ttsadapt listen): per sentence the mean over the "
+                "kept raters; the interval resamples raters and sentences (two-way bootstrap); Δ "
+                "and the Wilcoxon test pair sentences with the anchor's."
+            ]
+            if summary.human
+            else []
+        )
+        + (
+            [
+                f"{MARK}: the system's training also optimised this metric (its reward used the same "
+                "metric, possibly with another model behind it, e.g. a smaller ASR), so the number "
+                "favours it; compare such cells with care."
+            ]
+            if _optimised_cells(summary)
+            else []
+        )
     )
 
 
@@ -339,6 +370,8 @@ CSV_COLUMNS = [
     "adapter_mb",
     "selected_val_loss",
 ]
+# present when some system of the leaderboard was trained on a reward (see optimised_metrics)
+OPTIMISED_COLUMN = "optimised"
 
 
 def csv_frame(summary: Summary) -> pd.DataFrame:
@@ -359,8 +392,18 @@ def csv_frame(summary: Summary) -> pd.DataFrame:
     pooled = summary.table.drop(columns=["label"]).merge(systems_cols, on="system")
     pooled = pooled.assign(scope="pooled", seed="all", run_id="")
     meta = summary.table[
-        ["system", "metric", "output", "metric_version", "higher_is_better", "unit", "is_anchor"]
-        + ["backbone", "method"]
+        [
+            "system",
+            "metric",
+            "output",
+            "metric_version",
+            "higher_is_better",
+            "unit",
+            "is_anchor",
+            "backbone",
+            "method",
+            "optimised",
+        ]
     ]
     seeds = summary.per_seed.merge(meta, on=["system", "metric", "output"]).merge(
         sys_cols, on="system"
@@ -372,4 +415,5 @@ def csv_frame(summary: Summary) -> pd.DataFrame:
     frame = frame.sort_values(
         ["system", "metric", "output_index", "scope", "seed"], key=lambda s: s.astype(str)
     )
-    return frame.reindex(columns=CSV_COLUMNS)
+    rewarded = any(summary.systems["optimised"]) if "optimised" in summary.systems else False
+    return frame.reindex(columns=CSV_COLUMNS + ([OPTIMISED_COLUMN] if rewarded else []))

@@ -23,7 +23,7 @@ from ..records import atomic_write_json
 try:  # a declared dependency; the standard library gives the same results, only slower
     import orjson as _orjson
 except ImportError:  # pragma: no cover
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]  # the module, or None when missing
 
 __all__ = ["SCHEMA_VERSION", "DiskModel", "ResultsError", "describe_validation_error"]
 
