@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,6 +264,131 @@ def _select_systems(frame, wanted: list[str] | None) -> list[int]:
     return out
 
 
+def _check_export_args(kind: str, n_items: int, n_raters: int) -> None:
+    if kind not in KINDS:
+        raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if n_items < 1:
+        raise ConfigError(f"--items: expected at least 1, got {n_items}")
+    if n_raters < 1:
+        raise ConfigError(f"--raters: expected at least 1, got {n_raters}")
+
+
+def _anchors_in_test(kind: str, frame: Any, chosen: list[int], notes: list[str]) -> list[int]:
+    """The chosen systems that are the zero-shot anchor (an A/B test needs it and one other)."""
+    anchors = [i for i in chosen if frame["is_anchor"][i]]
+    if kind == "ab" and not anchors:
+        raise ConfigError(
+            "--systems: an A/B test compares every system with the zero-shot anchor; include it"
+        )
+    if not anchors:
+        notes.append("the zero-shot anchor is not in the test: no Δ to the anchor for this metric")
+    if kind == "ab" and len(chosen) < 2:
+        raise ConfigError("--systems: an A/B test needs the anchor and at least one other system")
+    return anchors
+
+
+def _system_runs(
+    loaded: Any, frame: Any, chosen: list[int], suite_dir: Path
+) -> list[tuple[int, str, dict[str, Path]]]:
+    """Per chosen system the run it is heard through and that run's clips by item."""
+    sys_runs = []
+    for i in chosen:
+        rid = _first_run(loaded, list(frame["run_ids"][i]))
+        files = _run_items(suite_dir / "runs" / rid)
+        if not files:
+            raise TTSAdaptError(
+                f"{suite_dir / 'runs' / rid / 'audio'}: no audio for system {frame['label'][i]!r} "
+                "(expected <item>.wav files the runner writes)"
+            )
+        sys_runs.append((i, rid, files))
+    return sys_runs
+
+
+def _item_speakers(
+    suite_dir: Path, sys_runs: list[tuple[int, str, dict[str, Path]]], info: dict[str, ItemInfo]
+) -> dict[str, str]:
+    """Each sentence's speaker: as the first system's run synthesised it, else the manifest's."""
+    speakers = {}
+    for _, rid, _ in sys_runs[:1]:
+        synth = suite_dir / "runs" / rid / "synthesis.jsonl"
+        if synth.is_file():
+            speakers = {str(r.get("item")): str(r.get("speaker")) for r in read_jsonl(synth)}
+    for item, it in info.items():
+        if it.speaker:
+            speakers.setdefault(item, it.speaker)
+    return speakers
+
+
+def _attention_checks(
+    kind: str,
+    n_checks: int,
+    items: list[str],
+    check_files: dict[str, Path],
+    check_label: str,
+    per_item: dict[str, dict[str, Any]],
+    add: Callable[[np.ndarray, int, dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """``n_checks`` attention checks on clips of the first system (``check_files``), each
+    stimulus stored through ``add``; in an A/B test paired with that system's own clip."""
+    checks: list[dict[str, Any]] = []
+    for c in range(n_checks):
+        item = items[c % len(items)]
+        expected = _check_answer(kind, c)
+        audio, sr = _read(check_files[item])
+        tokens = [add(audio, sr, {"role": "check", "item": item, "expected": expected})]
+        if kind == "ab":
+            tokens.append(per_item[item]["systems"][check_label])
+        checks.append({"id": f"c{c + 1}", "tokens": tokens, "check": _check_text(kind, expected)})
+    return checks
+
+
+def _rater_orders(
+    kind: str,
+    trials: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
+    n_raters: int,
+    seed: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per rater (``r1``, ``r2``, ...) the trials in their own seeded order, the attention checks
+    placed anywhere but first; for MUSHRA and A/B the stimuli of each trial shuffled too."""
+    orders: dict[str, list[dict[str, Any]]] = {}
+    for k in range(n_raters):
+        rr = np.random.default_rng([seed, k + 1])
+        order = [dict(t, tokens=list(t["tokens"])) for t in trials]
+        rr.shuffle(order)
+        for check in checks:  # never first: the rater should have settled in
+            pos = int(rr.integers(1, len(order) + 1)) if order else 0
+            order.insert(pos, dict(check, tokens=list(check["tokens"])))
+        if kind in ("mushra", "ab"):
+            for t in order:
+                rr.shuffle(t["tokens"])
+        orders[f"r{k + 1}"] = [
+            {
+                "id": t["id"],
+                "s": t["tokens"],
+                **({"ref": t["ref"]} if t.get("ref") else {}),
+                **({"check": t["check"]} if t.get("check") else {}),
+            }
+            for t in order
+        ]
+    return orders
+
+
+def _write_page(folder: Path, config: dict[str, Any], test_id: str) -> None:
+    """The test page (the template with ``config`` inlined) and the raters' README."""
+    page = TEMPLATE.read_text(encoding="utf-8")
+    data = json.dumps(config, separators=(",", ":")).replace("</", "<\\/")
+    page = page.replace("/*__CONFIG__*/null", data)
+    atomic_write_text(folder / "index.html", page)
+    atomic_write_text(
+        folder / "README.txt",
+        f"Listening test {test_id}\n\nOpen index.html in a web browser (no internet needed) "
+        "and enter your rater code (r1, r2, ...), or open index.html#r1.\nYour ratings are "
+        "kept in the browser while you work, so you can stop and come back.\nWhen done, press "
+        "'Download ratings' and send the file back.\n",
+    )
+
+
 def export_test(
     results_dir: Path | str,
     suite: str,
@@ -282,12 +408,7 @@ def export_test(
     ``manifest`` (the suite's corpus manifest) gives each sentence's real recording, the upper
     anchor; without it the test has the low anchor only.
     """
-    if kind not in KINDS:
-        raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-    if n_items < 1:
-        raise ConfigError(f"--items: expected at least 1, got {n_items}")
-    if n_raters < 1:
-        raise ConfigError(f"--raters: expected at least 1, got {n_raters}")
+    _check_export_args(kind, n_items, n_raters)
     results_dir = Path(results_dir)
     suite_dir = results_dir / suite
     if not (suite_dir / "runs").is_dir():
@@ -301,25 +422,8 @@ def export_test(
     )
     chosen = _select_systems(frame, systems)
     notes: list[str] = []
-    anchors = [i for i in chosen if frame["is_anchor"][i]]
-    if kind == "ab" and not anchors:
-        raise ConfigError(
-            "--systems: an A/B test compares every system with the zero-shot anchor; include it"
-        )
-    if not anchors:
-        notes.append("the zero-shot anchor is not in the test: no Δ to the anchor for this metric")
-    if kind == "ab" and len(chosen) < 2:
-        raise ConfigError("--systems: an A/B test needs the anchor and at least one other system")
-    sys_runs = []
-    for i in chosen:
-        rid = _first_run(loaded, list(frame["run_ids"][i]))
-        files = _run_items(suite_dir / "runs" / rid)
-        if not files:
-            raise TTSAdaptError(
-                f"{suite_dir / 'runs' / rid / 'audio'}: no audio for system {frame['label'][i]!r} "
-                "(expected <item>.wav files the runner writes)"
-            )
-        sys_runs.append((i, rid, files))
+    anchors = _anchors_in_test(kind, frame, chosen, notes)
+    sys_runs = _system_runs(loaded, frame, chosen, suite_dir)
     common = sorted(set.intersection(*(set(f) for _, _, f in sys_runs)))
     if not common:
         raise TTSAdaptError(
@@ -327,14 +431,7 @@ def export_test(
             "match_recipe_speakers, choose systems trained on the same speakers)"
         )
     info: dict[str, ItemInfo] = read_eval_manifest(manifest) if manifest else {}
-    speakers = {}
-    for _, rid, _ in sys_runs[:1]:
-        synth = suite_dir / "runs" / rid / "synthesis.jsonl"
-        if synth.is_file():
-            speakers = {str(r.get("item")): str(r.get("speaker")) for r in read_jsonl(synth)}
-    for item, it in info.items():
-        if it.speaker:
-            speakers.setdefault(item, it.speaker)
+    speakers = _item_speakers(suite_dir, sys_runs, info)
     if seed is None:
         seed = secrets.randbits(32)
     rng = np.random.default_rng(seed)
@@ -374,7 +471,7 @@ def export_test(
                 )
                 if label == anchor_label or base is None:
                     base = (audio, sr)
-            rec = info.get(item).recording if item in info else None
+            rec = info[item].recording if item in info else None
             if rec is not None and Path(rec).is_file():
                 audio, sr = _read(Path(rec))
                 has_upper = True
@@ -382,44 +479,15 @@ def export_test(
                 if kind == "mushra":  # the open reference: the same recording, labelled
                     entry["reference"] = add(audio, sr, {"role": "reference", "item": item})
                 base = (audio, sr)
+            assert base is not None  # every item has a clip of each system
             entry["low"] = add(degrade(*base, rng), base[1], {"role": "low", "item": item})
             per_item[item] = entry
         if manifest and not has_upper:
             notes.append(f"{manifest}: no real recording found for the chosen sentences")
         trials = _trials(kind, items, per_item, anchor_label)
-        checks = []
         check_files, check_label = sys_runs[0][2], frame["label"][sys_runs[0][0]]
-        for c in range(n_checks):
-            item = items[c % len(items)]
-            expected = _check_answer(kind, c)
-            audio, sr = _read(check_files[item])
-            tokens = [add(audio, sr, {"role": "check", "item": item, "expected": expected})]
-            if kind == "ab":
-                tokens.append(per_item[item]["systems"][check_label])
-            checks.append(
-                {"id": f"c{c + 1}", "tokens": tokens, "check": _check_text(kind, expected)}
-            )
-        raters = [f"r{k + 1}" for k in range(n_raters)]
-        orders: dict[str, list[dict[str, Any]]] = {}
-        for k, rater in enumerate(raters):
-            rr = np.random.default_rng([seed, k + 1])
-            order = [dict(t, tokens=list(t["tokens"])) for t in trials]
-            rr.shuffle(order)
-            for c in checks:  # never first: the rater should have settled in
-                pos = int(rr.integers(1, len(order) + 1)) if order else 0
-                order.insert(pos, dict(c, tokens=list(c["tokens"])))
-            if kind in ("mushra", "ab"):
-                for t in order:
-                    rr.shuffle(t["tokens"])
-            orders[rater] = [
-                {
-                    "id": t["id"],
-                    "s": t["tokens"],
-                    **({"ref": t["ref"]} if t.get("ref") else {}),
-                    **({"check": t["check"]} if t.get("check") else {}),
-                }
-                for t in order
-            ]
+        checks = _attention_checks(kind, n_checks, items, check_files, check_label, per_item, add)
+        orders = _rater_orders(kind, trials, checks, n_raters, seed)
         config = {
             "format": FORMAT,
             "test_id": test_id,
@@ -429,17 +497,7 @@ def export_test(
             "created": created,
             "raters": orders,
         }
-        page = TEMPLATE.read_text(encoding="utf-8")
-        data = json.dumps(config, separators=(",", ":")).replace("</", "<\\/")
-        page = page.replace("/*__CONFIG__*/null", data)
-        atomic_write_text(tmp / "index.html", page)
-        atomic_write_text(
-            tmp / "README.txt",
-            f"Listening test {test_id}\n\nOpen index.html in a web browser (no internet needed) "
-            "and enter your rater code (r1, r2, ...), or open index.html#r1.\nYour ratings are "
-            "kept in the browser while you work, so you can stop and come back.\nWhen done, press "
-            "'Download ratings' and send the file back.\n",
-        )
+        _write_page(tmp, config, test_id)
         page_bytes = (tmp / "index.html").stat().st_size
         audio_bytes = sum(p.stat().st_size for p in audio_dir.glob("*.ogg"))
     key = {
@@ -682,13 +740,7 @@ def import_ratings(
     if not paths:
         raise ConfigError("listen import: expected at least one ratings file")
     files = [(Path(p), _load_ratings_file(Path(p))) for p in paths]
-    test_ids = sorted({d["test_id"] for _, d in files})
-    if len(test_ids) > 1:
-        listing = "; ".join(f"{p}: {d['test_id']}" for p, d in files)
-        raise TTSAdaptError(
-            f"ratings of several tests given ({listing}); import one test at a time"
-        )
-    test_id = test_ids[0]
+    test_id = _one_test(files)
     suite_dir = Path(results_dir) / suite
     key_path = suite_dir / "listening" / test_id / "key.json"
     if not key_path.is_file():
@@ -700,26 +752,7 @@ def import_ratings(
     kind = key["kind"]
     stimuli = key["stimuli"]
     notes: list[str] = []
-    by_rater: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path, data in files:
-        if data.get("kind") not in (None, kind):
-            raise TTSAdaptError(f"{path}: field kind: expected {kind!r}, got {data.get('kind')!r}")
-        rater = data["rater"]
-        if rater not in key["raters"]:
-            raise TTSAdaptError(
-                f"{path}: field rater: {rater!r} is not a rater of test {test_id} "
-                f"(expected one of {', '.join(key['raters'])})"
-            )
-        old = by_rater.get(rater)
-        if old is not None:
-            newer = str(data.get("updated", "")) >= str(old[1].get("updated", ""))
-            notes.append(
-                f"rater {rater}: two files ({old[0]}, {path}); the later one "
-                f"({path if newer else old[0]}) is used"
-            )
-            if not newer:
-                continue
-        by_rater[rater] = (path, data)
+    by_rater = _latest_per_rater(files, key, test_id, notes)
     systems = key["systems"]
     labels = [s["label"] for s in systems]
     items = key["items"]
@@ -736,39 +769,10 @@ def import_ratings(
         answered: dict[str, dict[str, Any]] = {}
         for k, ans in enumerate(data["answers"]):
             answered[ans["trial"]] = {**_answer_values(kind, ans, path, k), **ans}
-        vals: dict[str, float] = {}
-        passed = 0
-        low_pairs = low_won = 0
-        for trial, ans in answered.items():
-            if trial in checks:
-                passed += _check_passed(kind, ans, checks[trial])
-                continue
-            if kind == "ab":
-                order = ans.get("order") or []
-                if len(order) != 2 or any(t not in stimuli for t in order):
-                    raise TTSAdaptError(
-                        f"{path}: trial {trial}: field order: expected the two tokens as shown"
-                    )
-                chosen = {"A": order[0], "B": order[1]}.get(ans["choice"])
-                roles = [stimuli[t]["role"] for t in order]
-                if "low" in roles:
-                    low_pairs += 1
-                    low_won += chosen is not None and stimuli[chosen]["role"] == "low"
-                    continue
-                system_tok = next(t for t in order if stimuli[t].get("system") != anchor_label)
-                vals[system_tok] = (
-                    0.0 if chosen is None else (1.0 if chosen == system_tok else -1.0)
-                )
-            else:
-                for token, v in ans["ratings"].items():
-                    if token not in stimuli:
-                        raise TTSAdaptError(
-                            f"{path}: trial {trial}: unknown stimulus {token!r} (not of test "
-                            f"{test_id})"
-                        )
-                    vals[token] = v
+        vals, passed, low_wins[rater] = _rater_values(
+            kind, answered, path, stimuli, checks, anchor_label, test_id
+        )
         values[rater] = vals
-        low_wins[rater] = (low_won / low_pairs) if low_pairs else None
 
         def role_mean(role: str, vals: dict[str, float] = vals) -> float | None:
             got = [v for t, v in vals.items() if stimuli[t]["role"] == role]
@@ -810,8 +814,10 @@ def import_ratings(
     anchors = {}
     for role in ("upper", "low"):
         toks = [t for t, m in stimuli.items() if m["role"] == role]
-        got = matrix(kept, toks) if kept and toks else np.empty(0)
-        anchors[role] = float(np.nanmean(got)) if got.size and np.isfinite(got).any() else None
+        rated = matrix(kept, toks) if kept and toks else np.empty(0)
+        anchors[role] = (
+            float(np.nanmean(rated)) if rated.size and np.isfinite(rated).any() else None
+        )
     metric, output = METRIC[kind], OUTPUT[kind]
     lo, hi = SCALE[kind]
     created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -847,28 +853,7 @@ def import_ratings(
             if is_ab_anchor
             else matrix(kept, [tok_of[i] for i in items])
         )
-        speakers = {}
-        synth = run_dir / "synthesis.jsonl"
-        if synth.is_file():
-            speakers = {str(r.get("item")): r for r in read_jsonl(synth)}
-        rows = []
-        for j, item in enumerate(items):
-            col = mat[:, j][np.isfinite(mat[:, j])]
-            meta = speakers.get(item, {})
-            rows.append(
-                {
-                    "item": item,
-                    "speaker": meta.get("speaker"),
-                    "language": meta.get("language"),
-                    "values": {output: float(col.mean())} if col.size else {},
-                    "error": None if col.size else "not rated: no kept rater rated this item",
-                    "extra": {
-                        "n_ratings": int(col.size),
-                        "sd": float(col.std(ddof=1)) if col.size > 1 else None,
-                        "test_id": test_id,
-                    },
-                }
-            )
+        rows = _item_rows(run_dir, items, mat, output, test_id)
         per_item = np.array([r["values"][output] for r in rows if r["values"]], dtype=float)
         mean = float(per_item.mean()) if per_item.size else None
         c_lo, c_hi = _two_way_ci(mat, n_boot, seed + k) if per_item.size else (None, None)
@@ -950,6 +935,119 @@ def import_ratings(
         summary_path=summary_path,
         notes=notes,
     )
+
+
+def _one_test(files: list[tuple[Path, dict[str, Any]]]) -> str:
+    """The test all ratings files belong to (an error listing them when they are of several)."""
+    test_ids = sorted({d["test_id"] for _, d in files})
+    if len(test_ids) > 1:
+        listing = "; ".join(f"{p}: {d['test_id']}" for p, d in files)
+        raise TTSAdaptError(
+            f"ratings of several tests given ({listing}); import one test at a time"
+        )
+    return test_ids[0]
+
+
+def _latest_per_rater(
+    files: list[tuple[Path, dict[str, Any]]], key: dict[str, Any], test_id: str, notes: list[str]
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Each rater's ratings file (of two, the later one, with a note); a file of another kind
+    of test or of a rater the test does not have is an error naming it."""
+    kind = key["kind"]
+    by_rater: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, data in files:
+        if data.get("kind") not in (None, kind):
+            raise TTSAdaptError(f"{path}: field kind: expected {kind!r}, got {data.get('kind')!r}")
+        rater = data["rater"]
+        if rater not in key["raters"]:
+            raise TTSAdaptError(
+                f"{path}: field rater: {rater!r} is not a rater of test {test_id} "
+                f"(expected one of {', '.join(key['raters'])})"
+            )
+        old = by_rater.get(rater)
+        if old is not None:
+            newer = str(data.get("updated", "")) >= str(old[1].get("updated", ""))
+            notes.append(
+                f"rater {rater}: two files ({old[0]}, {path}); the later one "
+                f"({path if newer else old[0]}) is used"
+            )
+            if not newer:
+                continue
+        by_rater[rater] = (path, data)
+    return by_rater
+
+
+def _rater_values(
+    kind: str,
+    answered: dict[str, dict[str, Any]],
+    path: Path,
+    stimuli: dict[str, dict[str, Any]],
+    checks: dict[str, Any],
+    anchor_label: str | None,
+    test_id: str,
+) -> tuple[dict[str, float], int, float | None]:
+    """One rater's answers: token -> value (MOS/MUSHRA rating; for A/B per system token the
+    preference, 1 system, -1 anchor, 0 none), the attention checks passed, and for A/B the share
+    of low-anchor pairs the low anchor won (``None`` otherwise or when there were none)."""
+    vals: dict[str, float] = {}
+    passed = 0
+    low_pairs = low_won = 0
+    for trial, ans in answered.items():
+        if trial in checks:
+            passed += _check_passed(kind, ans, checks[trial])
+            continue
+        if kind == "ab":
+            order = ans.get("order") or []
+            if len(order) != 2 or any(t not in stimuli for t in order):
+                raise TTSAdaptError(
+                    f"{path}: trial {trial}: field order: expected the two tokens as shown"
+                )
+            chosen = {"A": order[0], "B": order[1]}.get(ans["choice"])
+            roles = [stimuli[t]["role"] for t in order]
+            if "low" in roles:
+                low_pairs += 1
+                low_won += chosen is not None and stimuli[chosen]["role"] == "low"
+                continue
+            system_tok = next(t for t in order if stimuli[t].get("system") != anchor_label)
+            vals[system_tok] = 0.0 if chosen is None else (1.0 if chosen == system_tok else -1.0)
+        else:
+            for token, v in ans["ratings"].items():
+                if token not in stimuli:
+                    raise TTSAdaptError(
+                        f"{path}: trial {trial}: unknown stimulus {token!r} (not of test {test_id})"
+                    )
+                vals[token] = v
+    return vals, passed, (low_won / low_pairs) if low_pairs else None
+
+
+def _item_rows(
+    run_dir: Path, items: list[str], mat: np.ndarray, output: str, test_id: str
+) -> list[dict[str, Any]]:
+    """One score row per sentence: the mean of its kept ratings (``mat``: raters x items,
+    NaN where not rated), with the sentence's speaker and language as the run synthesised it."""
+    speakers = {}
+    synth = run_dir / "synthesis.jsonl"
+    if synth.is_file():
+        speakers = {str(r.get("item")): r for r in read_jsonl(synth)}
+    rows = []
+    for j, item in enumerate(items):
+        col = mat[:, j][np.isfinite(mat[:, j])]
+        meta = speakers.get(item, {})
+        rows.append(
+            {
+                "item": item,
+                "speaker": meta.get("speaker"),
+                "language": meta.get("language"),
+                "values": {output: float(col.mean())} if col.size else {},
+                "error": None if col.size else "not rated: no kept rater rated this item",
+                "extra": {
+                    "n_ratings": int(col.size),
+                    "sd": float(col.std(ddof=1)) if col.size > 1 else None,
+                    "test_id": test_id,
+                },
+            }
+        )
+    return rows
 
 
 def _check_passed(kind: str, ans: dict[str, Any], expected: Any) -> bool:
