@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import TTSAdaptError
@@ -187,7 +188,7 @@ def _resolved_params_lines(suite, registry) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .executors import LocalExecutor, RayExecutor
+    from .executors import Executor, LocalExecutor, RayExecutor
     from .runner import SuiteRunner
     from .store import follower_rank
     from .suite import load_suite
@@ -206,6 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = SuiteRunner(
         suite, registry, results=args.results, overwrite=args.overwrite, device=args.device
     )
+    executor: Executor
     if args.executor == "ray":
         executor = RayExecutor(
             runner,
@@ -405,12 +407,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _metrics_failed_everywhere(summary: dict[str, object]) -> list[str]:
+def _metrics_failed_everywhere(summary: dict[str, Any]) -> list[str]:
     """One line per metric that scored no item because every item it tried failed (items that
     were only "not applicable", e.g. PESQ without a reference recording, do not count as tried):
     the metric, how many items, and the most common reason."""
     lines = []
-    for name, m in summary["metrics"].items():  # type: ignore[union-attr]
+    for name, m in summary["metrics"].items():
         if m["n_ok"] or not m["n_errors"]:
             continue
         reason, count = max(m["errors"].items(), key=lambda kv: kv[1])

@@ -20,6 +20,7 @@ and called the same way wherever it scores audio:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import weakref
@@ -148,16 +149,12 @@ def eval_item(clip: Clip, prompts: Mapping[str, Clip], audio: Any, sr: int) -> E
         speaker=clip.speaker,
     )
     reference = clip.reference_audio or clip.audio  # the recording of this utterance
-    try:
+    with contextlib.suppress(ItemError):
         item.reference_audio, item.reference_sample_rate = load_audio(reference)
-    except ItemError:
-        pass
     prompt = prompts.get(clip.speaker)
     if prompt is not None:
-        try:
+        with contextlib.suppress(ItemError):
             item.speaker_prompt, item.speaker_prompt_sample_rate = load_audio(prompt.audio)
-        except ItemError:
-            pass
     return item
 
 

@@ -118,7 +118,12 @@ def _export_peft(adapter: Path, config: dict[str, Any], out: Path) -> None:
             if (adapter / "trainable.safetensors").is_file()
             else "no LoRA adapter"
         )
-        other = {v: k for k, v in FORMAT_BACKBONE.items()}.get(config.get("backbone"))
+        declared = config.get("backbone")
+        other = (
+            {v: k for k, v in FORMAT_BACKBONE.items()}.get(declared)
+            if isinstance(declared, str)
+            else None
+        )
         raise ConfigError(
             f"{adapter}: holds {what}, not a PEFT adapter (no {CONFIG_FILE}); --format peft "
             "exports LoRA runs"

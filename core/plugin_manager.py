@@ -15,9 +15,10 @@ import importlib
 import os
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
+from typing import Any
 
 import pluggy
 
@@ -67,13 +68,70 @@ def short_name(module_name: str) -> str:
 def _import_plugin(module_name: str, plugin_name: str):
     try:
         return importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is reported loudly
+    except Exception as exc:  # any import failure is reported loudly
         tb = traceback.format_exc(limit=-3)
         raise PluginError(
             f"plugin '{plugin_name}' (module {module_name}) failed to import: "
             f"{type(exc).__name__}: {exc}\n{tb}"
             f"Fix or uninstall it, or skip it with `-p no:{plugin_name}`."
         ) from exc
+
+
+def _is_new(
+    pm: pluggy.PluginManager, plugin: Any, name: str, info: PluginInfo, infos: list[PluginInfo]
+) -> bool:
+    """Whether ``plugin`` is not registered yet: a module object already registered under
+    another name is a warning (it is loaded once), a second plugin named ``name`` an error."""
+    other = pm.get_name(plugin)
+    if other is not None:  # the same module object, already registered under ``other``
+        first = next((i for i in infos if i.name == other), None)
+        where = f"plugin '{other}'" + (
+            f" ({first.origin}, distribution {first.distribution} {first.version})" if first else ""
+        )
+        warnings.warn(
+            f"-p {info.module}: this module is already loaded as {where}; it is loaded once "
+            f"(drop -p {info.module}, or disable the installed one with -p no:{other})",
+            stacklevel=4,
+        )
+        return False
+    existing = pm.get_plugin(name)
+    if existing is not None:
+        first = next((i for i in infos if i.name == name), None)
+        raise PluginError(
+            f"two plugins are named '{name}': {info.origin} {info.module}"
+            f"{f' (distribution {info.distribution})' if info.origin == 'entrypoint' else ''}"
+            f" and the already registered {first.origin + ' ' + first.module if first else '?'}"
+            f"{f' (distribution {first.distribution})' if first else ''}; rename one, or "
+            f"disable one with -p no:{name}"
+        )
+    return True
+
+
+def _entry_point_plugins(
+    disabled: set[str], blocked: dict[str, DisabledPlugin]
+) -> Iterator[tuple[PluginInfo, Any, PluginError | None]]:
+    """The installed plugins (entry points), each imported when the caller asks for the next:
+    its description and module, or the error naming it when it fails to import. A disabled one
+    is only noted in ``blocked``."""
+    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist_name = ep.dist.name if ep.dist else "?"
+        dist_version = ep.dist.version if ep.dist else "?"
+        if ep.name in disabled:
+            blocked.setdefault(ep.name, DisabledPlugin(ep.name, ep.value, "entrypoint", ep))
+            continue
+        info = PluginInfo(ep.name, ep.value, "entrypoint", dist_name, dist_version)
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001
+            error = PluginError(
+                f"plugin '{ep.name}' (entry point {ep.value} from distribution "
+                f"{dist_name}) failed to import: {type(exc).__name__}: {exc}. "
+                f"Fix or uninstall it, or skip it with `-p no:{ep.name}`."
+            )
+            error.__context__ = exc  # raised later: keep the import failure's traceback
+            yield info, None, error
+            continue
+        yield info, plugin, None
 
 
 def create_plugin_manager(
@@ -102,32 +160,9 @@ def create_plugin_manager(
     pm.ttsadapt_disabled = blocked  # type: ignore[attr-defined]
 
     def register(plugin, name: str, info: PluginInfo) -> None:
-        other = pm.get_name(plugin)
-        if other is not None:  # the same module object, already registered under ``other``
-            first = next((i for i in infos if i.name == other), None)
-            where = f"plugin '{other}'" + (
-                f" ({first.origin}, distribution {first.distribution} {first.version})"
-                if first
-                else ""
-            )
-            warnings.warn(
-                f"-p {info.module}: this module is already loaded as {where}; it is loaded once "
-                f"(drop -p {info.module}, or disable the installed one with -p no:{other})",
-                stacklevel=3,
-            )
-            return
-        existing = pm.get_plugin(name)
-        if existing is not None:
-            first = next((i for i in infos if i.name == name), None)
-            raise PluginError(
-                f"two plugins are named '{name}': {info.origin} {info.module}"
-                f"{f' (distribution {info.distribution})' if info.origin == 'entrypoint' else ''}"
-                f" and the already registered {first.origin + ' ' + first.module if first else '?'}"
-                f"{f' (distribution {first.distribution})' if first else ''}; rename one, or "
-                f"disable one with -p no:{name}"
-            )
-        pm.register(plugin, name=name)
-        infos.append(info)
+        if _is_new(pm, plugin, name, info, infos):
+            pm.register(plugin, name=name)
+            infos.append(info)
 
     def broken(info: PluginInfo, exc: PluginError) -> None:
         if not tolerate_broken:
@@ -162,33 +197,23 @@ def create_plugin_manager(
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist_name = ep.dist.name if ep.dist else "?"
-            dist_version = ep.dist.version if ep.dist else "?"
-            if ep.name in disabled:
-                blocked.setdefault(ep.name, DisabledPlugin(ep.name, ep.value, "entrypoint", ep))
-                continue
-            info = PluginInfo(ep.name, ep.value, "entrypoint", dist_name, dist_version)
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001
-                broken(
-                    info,
-                    PluginError(
-                        f"plugin '{ep.name}' (entry point {ep.value} from distribution "
-                        f"{dist_name}) failed to import: {type(exc).__name__}: {exc}. "
-                        f"Fix or uninstall it, or skip it with `-p no:{ep.name}`."
-                    ),
-                )
-                continue
-            register(plugin, ep.name, info)
+        for info, plugin, error in _entry_point_plugins(disabled, blocked):
+            if error is not None:
+                broken(info, error)
+            else:
+                register(plugin, info.name, info)
 
     for module_name in extra_modules:
         register_module(module_name, "cli", "-", "-")
 
+    _check_hooks(pm)
+    return pm, infos
+
+
+def _check_hooks(pm: pluggy.PluginManager) -> None:
+    """Every hook a plugin implements is one of ours: name the plugin of an unknown one."""
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else "?"
-        raise PluginError(f"plugin '{name}' implements an unknown hook: {exc}") from exc
-    return pm, infos
+        culprit = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else "?"
+        raise PluginError(f"plugin '{culprit}' implements an unknown hook: {exc}") from exc

@@ -87,7 +87,7 @@ def require_preference(backbone: Any, method: str) -> PreferenceBackbone:
             f"(ttsadapt.preference.PreferenceBackbone); backbone '{name}' lacks "
             f"{', '.join(missing)}"
         )
-    return backbone  # type: ignore[return-value]
+    return backbone
 
 
 # --------------------------------------------------------------------------- reference policy

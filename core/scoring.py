@@ -16,6 +16,7 @@ atomically, and returns a summary that :func:`format_summary` prints as a table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -121,10 +122,8 @@ def ensure_set_up(metric: Metric) -> None:
     if _SET_UP.get(id(metric)) is metric:
         return
     metric.setup()
-    try:
+    with contextlib.suppress(TypeError):  # not weak-referenceable: the next scorer sets it up again
         _SET_UP[id(metric)] = metric
-    except TypeError:  # not weak-referenceable: the next scorer sets it up again
-        pass
 
 
 class Scorer:
@@ -177,7 +176,7 @@ class Scorer:
                 for i, s in zip(idx, scores):
                     results[i] = s
                 if self.cache:
-                    self.cache.put_many(name, [(keys[i], results[i]) for i in idx])
+                    self.cache.put_many(name, [(keys[i], s) for i, s in zip(idx, scores)])
                 bar.update(len(idx))
             bar.close()
         return [r for r in results if r is not None]
@@ -319,30 +318,8 @@ def score_manifest(
     (:class:`ConfigError` naming the metric and the key). A metric never sees an item that lacks
     what it needs: the item's error row names the missing key (``missing text: …``,
     ``missing speaker_prompt: …``, ``not applicable: no reference_audio: …``)."""
-    from pydantic import ValidationError
-
     manifest = Path(manifest)
-    metric_params = metric_params or {}
-    unused = [n for n in metric_params if n not in metric_names]
-    if unused:
-        raise ConfigError(
-            f"parameters given for metric {unused[0]!r}, which is not among the metrics scored "
-            f"({', '.join(metric_names)})"
-        )
-    metrics: dict[str, Metric] = {}
-    for n in metric_names:
-        cls = registry.get("metric", n)
-        try:
-            metrics[n] = cls(**metric_params.get(n, {}))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(x) for x in err["loc"]) or "(all)"
-            what = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
-            known = ", ".join(cls.Params.model_fields) or "none"
-            raise ConfigError(
-                f"metric {n}, parameter {key}: {what} (got {err.get('input')!r}); "
-                f"parameters of {n}: {known}"
-            ) from None
+    metrics = _build_metrics(registry, metric_names, metric_params or {})
     rows = _read_manifest_rows(manifest)
     base = manifest.parent
     # one scorer per metric, so each metric sees only the items that have what it needs
@@ -368,16 +345,7 @@ def score_manifest(
                     for n in metrics:
                         out_row["errors"][n] = f"unreadable audio: {exc}"
                     continue
-                extras: dict[str, tuple[np.ndarray | None, int | None]] = {}
-                unreadable: dict[str, str] = {}
-                for key in ("reference_audio", "speaker_prompt"):
-                    try:
-                        extras[key] = _load_optional(
-                            base, row.get(key), row["_spelled"].get(key, key)
-                        )
-                    except ItemError as exc:
-                        extras[key] = (None, None)
-                        unreadable[key] = str(exc)
+                extras, unreadable = _load_extras(base, row)
                 item = EvalItem(
                     id=out_row["id"],
                     audio=audio,
@@ -392,25 +360,9 @@ def score_manifest(
                 )
                 where = f"line {row['_line']} of {manifest.name}"
                 for n, m in metrics.items():
-                    if m.needs_text and not item.text.strip():
-                        out_row["errors"][n] = (
-                            f'missing text: {where} has no "text" (what the audio should say; '
-                            f"{n} compares its transcript with it)"
-                        )
-                    elif m.needs_speaker_prompt and not row.get("speaker_prompt"):
-                        out_row["errors"][n] = (
-                            f'missing speaker_prompt: {where} has no "speaker_prompt" (a '
-                            f"recording of the target speaker; {n} compares the voice with it)"
-                        )
-                    elif m.needs_reference_audio and not row.get("reference_audio"):
-                        out_row["errors"][n] = (
-                            f'{NOT_APPLICABLE}: no reference_audio: {where} has no "reference_audio"'
-                            f" (a time-aligned recording of the same utterance; {n} compares with it)"
-                        )
-                    elif m.needs_speaker_prompt and "speaker_prompt" in unreadable:
-                        out_row["errors"][n] = unreadable["speaker_prompt"]
-                    elif m.needs_reference_audio and "reference_audio" in unreadable:
-                        out_row["errors"][n] = unreadable["reference_audio"]
+                    missing = _missing_input(n, m, item, row, where, unreadable)
+                    if missing is not None:
+                        out_row["errors"][n] = missing
                     else:
                         todo[n].append((item, out_row))
             for n, pairs in todo.items():
@@ -429,6 +381,84 @@ def score_manifest(
             scorer.close()
     atomic_write_jsonl(Path(out), out_rows)
     return summarize(out_rows, metrics)
+
+
+def _build_metrics(
+    registry: Any, metric_names: list[str], metric_params: dict[str, dict[str, Any]]
+) -> dict[str, Metric]:
+    """The metrics to score with, each made with its parameters (:class:`ConfigError` naming the
+    metric and the key when its ``Params`` refuse them, or when they are for a metric not scored)."""
+    from pydantic import ValidationError
+
+    unused = [n for n in metric_params if n not in metric_names]
+    if unused:
+        raise ConfigError(
+            f"parameters given for metric {unused[0]!r}, which is not among the metrics scored "
+            f"({', '.join(metric_names)})"
+        )
+    metrics: dict[str, Metric] = {}
+    for n in metric_names:
+        cls = registry.get("metric", n)
+        try:
+            metrics[n] = cls(**metric_params.get(n, {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(x) for x in err["loc"]) or "(all)"
+            what = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+            known = ", ".join(cls.Params.model_fields) or "none"
+            raise ConfigError(
+                f"metric {n}, parameter {key}: {what} (got {err.get('input')!r}); "
+                f"parameters of {n}: {known}"
+            ) from None
+    return metrics
+
+
+def _load_extras(
+    base: Path, row: dict[str, Any]
+) -> tuple[dict[str, tuple[np.ndarray | None, int | None]], dict[str, str]]:
+    """A manifest line's reference recording and speaker prompt (``(None, None)`` when absent),
+    and the reason for each that is given but cannot be read."""
+    extras: dict[str, tuple[np.ndarray | None, int | None]] = {}
+    unreadable: dict[str, str] = {}
+    for key in ("reference_audio", "speaker_prompt"):
+        try:
+            extras[key] = _load_optional(base, row.get(key), row["_spelled"].get(key, key))
+        except ItemError as exc:
+            extras[key] = (None, None)
+            unreadable[key] = str(exc)
+    return extras, unreadable
+
+
+def _missing_input(
+    n: str,
+    m: Metric,
+    item: EvalItem,
+    row: dict[str, Any],
+    where: str,
+    unreadable: dict[str, str],
+) -> str | None:
+    """The error row of metric ``n`` for an item that lacks what it needs; ``None`` when the
+    metric can score it."""
+    if m.needs_text and not item.text.strip():
+        return (
+            f'missing text: {where} has no "text" (what the audio should say; '
+            f"{n} compares its transcript with it)"
+        )
+    if m.needs_speaker_prompt and not row.get("speaker_prompt"):
+        return (
+            f'missing speaker_prompt: {where} has no "speaker_prompt" (a '
+            f"recording of the target speaker; {n} compares the voice with it)"
+        )
+    if m.needs_reference_audio and not row.get("reference_audio"):
+        return (
+            f'{NOT_APPLICABLE}: no reference_audio: {where} has no "reference_audio"'
+            f" (a time-aligned recording of the same utterance; {n} compares with it)"
+        )
+    if m.needs_speaker_prompt and "speaker_prompt" in unreadable:
+        return unreadable["speaker_prompt"]
+    if m.needs_reference_audio and "reference_audio" in unreadable:
+        return unreadable["reference_audio"]
+    return None
 
 
 def summarize(rows: list[dict[str, Any]], metrics: dict[str, Metric]) -> dict[str, Any]:

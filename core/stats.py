@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -61,7 +62,7 @@ def _as_clean_1d(values: Sequence[float] | np.ndarray, what: str = "values") -> 
     return arr[np.isfinite(arr)]
 
 
-_BLAS: list[object] = []  # the ThreadpoolController, made on first use
+_BLAS: list[Any] = []  # the ThreadpoolController, made on first use
 
 
 @contextlib.contextmanager
@@ -119,7 +120,7 @@ class Bootstrapper:
             rng = np.random.default_rng((self.seed, n))
             dtype = np.int32 if self.n_resamples * n < 2**31 else np.int64
             idx = rng.integers(0, n, size=(self.n_resamples, n), dtype=dtype)
-            idx += (np.arange(self.n_resamples, dtype=dtype) * n)[:, None]
+            idx += (np.arange(self.n_resamples, dtype=idx.dtype) * n)[:, None]
             flat = np.bincount(idx.ravel(), minlength=self.n_resamples * n)
             # stored (R, n); used transposed, which BLAS reads without a copy
             self._counts[n] = flat.reshape(self.n_resamples, n).astype(np.float32)

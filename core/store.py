@@ -136,8 +136,7 @@ class RunStore:
             return
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         lock_path = self.runs_dir / f"{run_id}.lock"
-        fh = open(lock_path, "a+")
-        try:
+        with open(lock_path, "a+") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -147,8 +146,6 @@ class RunStore:
             fh.write(f"{os.getpid()}@{socket.gethostname()}")
             fh.flush()
             yield self.run_dir(run_id)
-        finally:
-            fh.close()
 
     def reset(self, run_id: str, keep: Iterable[str] = KEEP_ON_RESUME) -> Path:
         """Empty a run folder before (re)running it, keeping ``keep`` (training checkpoints)."""

@@ -51,7 +51,7 @@ def check_metadata(cls: type[Component]) -> None:
     )
     try:
         params = cls.resolve_params({})
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise AssertionError(
             f"{cls.name}: Params() must be constructible from defaults: {exc}"
         ) from exc
@@ -135,7 +135,7 @@ def _score_naming_the_crash(name: str, metric: Metric, items: list[EvalItem]) ->
     it raise, and fail with that clip, what it is and the exception."""
     try:
         return metric.score(items)
-    except Exception as batch_exc:  # noqa: BLE001 - turned into a contract failure below
+    except Exception as batch_exc:  # turned into a contract failure below
         culprits = []
         for it in items:
             try:
@@ -148,15 +148,15 @@ def _score_naming_the_crash(name: str, metric: Metric, items: list[EvalItem]) ->
                 f"{len(items)} clips ({', '.join(repr(i.id) for i in items)}) but on none of them "
                 "alone; a metric must score a batch as it scores its items one by one"
             ) from batch_exc
-        it, exc = culprits[0]
+        it, item_exc = culprits[0]
         others = [repr(c.id) for c, _ in culprits[1:]]
         raise AssertionError(
-            f"{name}.score raised {type(exc).__name__}: {exc} on clip {it.id!r} "
+            f"{name}.score raised {type(item_exc).__name__}: {item_exc} on clip {it.id!r} "
             f"({CLIP_DESCRIPTIONS.get(it.id, f'{it.audio.size} samples')} at {it.sample_rate} Hz)"
             + (f" (also on {', '.join(others)})" if others else "")
             + ". A metric must turn a clip it cannot score into ItemScore(id, error=reason), "
             "never raise: the rest of the batch still has to be scored"
-        ) from exc
+        ) from item_exc
 
 
 def check_filter(

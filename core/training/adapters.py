@@ -87,7 +87,8 @@ def apply_lora(
             )
     config = LoraConfig(
         r=rank,
-        lora_alpha=float(alpha if alpha is not None else 2 * rank),
+        # peft annotates an int, but the scale is lora_alpha / r: a fractional alpha is valid
+        lora_alpha=float(alpha if alpha is not None else 2 * rank),  # type: ignore[arg-type]
         lora_dropout=dropout,
         target_modules=exact_names_regex(names),
         bias="none",

@@ -86,7 +86,7 @@ def load_trainable(module: torch.nn.Module, path: Path) -> None:
         raise CheckpointError(f"checkpoint weights not found: {path}")
     try:
         state = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
+    except Exception as exc:  # safetensors raises its own types
         raise CheckpointError(f"cannot read checkpoint weights {path}: {exc}") from exc
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     missing = sorted(set(params) - set(state))
@@ -221,7 +221,7 @@ def read_training_state(state_file: Path) -> dict[str, Any]:
             f"{state_file.parent} to resume from an earlier checkpoint, or its checkpoints "
             "folder to train from the start."
         ) from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CheckpointError(f"cannot read {state_file}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -291,7 +291,7 @@ def _incomplete_reason(path: Path) -> str | None:
 def list_checkpoints(root: Path, warn: bool = False) -> list[SavedCheckpoint]:
     """Complete checkpoints under ``root`` by step; partial or broken folders are skipped."""
     root = Path(root)
-    found = []
+    found: list[SavedCheckpoint] = []
     if not root.is_dir():
         return found
     for child in sorted(root.iterdir()):

@@ -141,7 +141,7 @@ def _pass_through(wrapped: torch.nn.Module) -> torch.nn.Module:
     ``self.module.get_input_embeddings()`` and the like while computing their loss)."""
     base = type(wrapped)
 
-    def __getattr__(self, name):  # noqa: N807
+    def __getattr__(self, name):
         try:
             return base.__getattr__(self, name)
         except AttributeError:
@@ -570,6 +570,7 @@ class Trainer:
         by_val = min(with_val, key=lambda c: (c.val_loss, c.step)).step if with_val else None
         by_dev = max(with_dev, key=lambda c: (c.dev_score, -c.step)).step if with_dev else None
         last = self.checkpoints[-1].step if self.checkpoints else None
+        used: int | None
         if self.cfg.select == "dev_metric" and by_dev is not None:
             used = by_dev
         else:

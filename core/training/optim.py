@@ -12,7 +12,8 @@ from .config import TrainingParams
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainingParams) -> torch.optim.AdamW:
     """AdamW over ``params``; biases and norm weights (1-D tensors) get no weight decay."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in params:
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)

@@ -25,6 +25,7 @@ class SupervisedMethod(Method):
     """Base of ``lora``, ``lm_lora`` and ``full_ft``: subclasses implement :meth:`configure`."""
 
     Params: ClassVar[type[TrainingParams]] = TrainingParams
+    params: TrainingParams
 
     def configure(self, backbone: Backbone, ctx: RunContext) -> None:
         """Make exactly the parameters this method trains require grad."""
