@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ttsadapt in one command. Installs what the project needs, then runs the job:
 #   ./run.sh            install, run the embedded default suite benchmarks/quick.toml, print the leaderboard path
-#   ./run.sh test       install (with the test-only packages), then ruff (lint + format check) and
-#                       the whole test suite
+#   ./run.sh test       install (with the test-only packages), then ruff (lint + format check),
+#                       mypy (the type check of core/) and the whole test suite
 #   ./run.sh bench      install, then the performance benchmarks in benchmarks/perf
 #   ./run.sh install    install only
 # Installs: Debian packages (speech engines, fortune texts, real-speech recordings; for test/bench
@@ -90,6 +90,7 @@ case "$job" in
   test)
     ruff check .
     ruff format --check .
+    mypy
     python -m pytest -q "$@" ;;
   bench)
     python -m pytest benchmarks/perf --benchmark-enable --benchmark-columns=min,mean,max,rounds -p no:cacheprovider "$@" ;;
