@@ -6,6 +6,18 @@ row per metric output), run summaries (:class:`~ttsadapt.results.RunSummary`), p
 (``scores/<metric>.jsonl``) and checkpoint index (``checkpoints.json``). Failed and unfinished runs
 and records that cannot be used are listed with the reason, never silently dropped. See
 :mod:`ttsadapt.records` for the format.
+
+Two things a row says beyond the record's identity. ``optimised``: the metrics the run's training
+optimised (:func:`optimised_metrics`). Judges are not rewards, but a metric the training also
+optimised (the same metric plugin, even with another model behind it) favours that system, so
+the tables mark such cells. It is read from the record's method parameters, for any method whose
+parameters have ``reward_weights`` (:mod:`ttsadapt.rewards`): each term with a positive weight is
+a metric name, but for the reward's quality term, which is the metric named by
+``quality_with_reference`` or ``quality_without_reference`` (both count: which one scored an item
+depends on whether it had a reference recording). ``after``: where a run planned after another
+run of its suite (:mod:`ttsadapt.suite`) started, as labels show it (``lora(rank=4)``); the
+record's ``after`` holds the source's identity (method, version, params, its own ``after``),
+which is part of the system, and a chained run optimised what its sources optimised too.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import pandas as pd
 from ..errors import TTSAdaptError
 from ..records import DONE_MARKER
 from ..results import MetricRecord, OutputSummary, ResultsError, RunSummary
+from ..rewards import QUALITY, RewardParams
 from .jsonio import read_json
 from .scores import UtteranceScores, load_scores
 from .text import canon, params_text
@@ -34,6 +47,7 @@ __all__ = [
     "check_metric_versions",
     "list_suites",
     "load_results",
+    "optimised_metrics",
 ]
 
 
@@ -285,12 +299,14 @@ def _load_record(
     return out_rows
 
 
+_QUALITY_FIELDS = ("quality_with_reference", "quality_without_reference")
 _NO_OUTPUT = OutputSummary()  # an output given as null: nothing known about it
 
 
 def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
     """The columns every output row of ``record`` shares: the system it belongs to (its key is
-    the canonical JSON of the identity fields), the run, the metric, sizes."""
+    the canonical JSON of the identity fields), the run, the metric, sizes, where a chained run
+    started (``after``) and the metrics its training optimised."""
     identity = [
         record.backbone,
         record.backbone_version,
@@ -303,6 +319,9 @@ def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
     settings = record.synthesis_settings
     if settings:  # a [synthesis] setting is part of the system (records without one: unchanged)
         identity.append({"synthesis": settings})
+    after = (record.model_extra or {}).get("after")
+    if _after_system(after) is not None:  # a run that started from another: part of the system
+        identity.append({"after": _after_system(after)})
     return {
         "synthesis": params_text(settings),
         "run_id": record.run_id,
@@ -311,6 +330,8 @@ def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
         "backbone_params": canon(record.backbone_params),
         "method": record.method,
         "method_params": record.method_params,
+        "after": _after_label(after),
+        "optimised": optimised_metrics(record.method_params, after),
         "data_recipe": record.data_recipe,
         "is_anchor": record.anchor(context.anchor_method),
         "in_mean_rank": record.ranked(),
@@ -324,6 +345,49 @@ def _system_fields(record: MetricRecord, context: _Context) -> dict[str, Any]:
         "total_params": record.total_params,
         "adapter_bytes": record.adapter_bytes,
     }
+
+
+def _reward_metrics(params: Any) -> set[str]:
+    """The metrics one method's params rewarded ({} for a method without ``reward_weights``)."""
+    weights = params.get("reward_weights") if isinstance(params, dict) else None
+    if not isinstance(weights, dict):
+        return set()
+    out: set[str] = set()
+    for term, weight in weights.items():
+        try:
+            if not float(weight) > 0:
+                continue
+        except (TypeError, ValueError):
+            continue
+        if term != QUALITY:
+            out.add(str(term))
+            continue
+        for name in _QUALITY_FIELDS:
+            metric = params.get(name, RewardParams.model_fields[name].default)
+            if metric:
+                out.add(str(metric))
+    return out
+
+
+def optimised_metrics(method_params: Any, after: Any = None) -> tuple[str, ...]:
+    """The metric names a run's training optimised, sorted: its own reward's and, for a run
+    that started from another run of its suite, every source's along the chain."""
+    out = _reward_metrics(method_params)
+    system = after.get("system") if isinstance(after, dict) else None
+    while isinstance(system, list) and len(system) >= 3:  # [method, version, params, after]
+        out |= _reward_metrics(system[2])
+        system = system[3] if len(system) > 3 else None
+    return tuple(sorted(out))
+
+
+def _after_system(after: Any) -> Any:
+    """What a chained run's system identity adds (``None`` for a run that started fresh)."""
+    return after.get("system") if isinstance(after, dict) else None
+
+
+def _after_label(after: Any) -> str:
+    """``lora(rank=4)``: the source a chained run started from, as labels show it ('' if none)."""
+    return str(after.get("label") or "") if isinstance(after, dict) else ""
 
 
 def _normalise_checkpoints(raw: Any) -> dict[str, Any]:
