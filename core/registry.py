@@ -6,11 +6,11 @@ import dataclasses
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import pluggy
 
-from .components import BASES, Component
+from .components import BASES, Backbone, Component, DataFilter, Method, Metric
 from .errors import PluginError, UnknownComponentError
 from .plugin_manager import PluginInfo, create_plugin_manager
 
@@ -34,6 +34,18 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.classes.get(kind, {}))
+
+    # the kind names the base class, so callers get e.g. a Method class, not a bare Component
+    @overload
+    def get(self, kind: Literal["backbone"], name: str) -> type[Backbone]: ...
+    @overload
+    def get(self, kind: Literal["method"], name: str) -> type[Method]: ...
+    @overload
+    def get(self, kind: Literal["metric"], name: str) -> type[Metric]: ...
+    @overload
+    def get(self, kind: Literal["filter"], name: str) -> type[DataFilter]: ...
+    @overload
+    def get(self, kind: str, name: str) -> type[Component]: ...
 
     def get(self, kind: str, name: str) -> type[Component]:
         table = self.classes.get(kind, {})
