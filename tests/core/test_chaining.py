@@ -305,3 +305,73 @@ def test_ray_chains_hold_a_dependent_until_its_source_finished():
     assert chains.finished("a") == [a2]
     assert chains.finished("a2") == [a3]
     assert chains.waiting() == []
+
+
+def test_grpo_after_lora_starts_from_the_lora_adapter_on_a_tiny_neutts(tmp_path):
+    """The real methods: ``lora`` trains a LoRA adapter on the tiny NeuTTS, ``grpo`` (after it)
+    loads that adapter as its starting point and reference, trains on, and both are scored."""
+    manifest = make_corpus(tmp_path / "corpus", speakers=("a",), n_train=4, n_eval=2)
+    backbone = {
+        "model": "tiny",
+        "codec": "mel_vq",
+        "codec_fit": str(manifest),
+        "mel_vq_codes": 32,
+        "codebook_size": 256,
+        "tiny_hidden": 32,
+        "max_length": 260,
+        "min_new_tokens": 5,
+    }
+    bparams = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in backbone.items()) + " }"
+    reward = (
+        "reward_weights = { double_rms = 1.0 }, reward_anchors = { double_rms = [[-60.0, 0.0], "
+        "[0.0, 1.0]] }, gate_require_stop = false, gate_min_duration_s = 0.0, gate_min_s_per_char"
+        " = 0.0, gate_max_s_per_char = 100.0, gate_max_silence = 1.0, k = 3, max_steps = 1, "
+        "prompts_per_step = 1"
+    )
+    path = tmp_path / "neutts.toml"
+    path.write_text(
+        f"""name = "neutts-chain"
+anchor = "zero_shot"
+
+[corpus]
+manifest = "{manifest}"
+
+[[data]]
+name = "spk-a"
+speakers = ["a"]
+
+[evaluation]
+split = "eval"
+max_items = 2
+
+[[backbones]]
+name = "neutts"
+params = {bparams}
+
+[[methods]]
+name = "zero_shot"
+
+[[methods]]
+name = "lora"
+params = {{ max_steps = 2, batch_size = 2, grad_accum = 1, warmup_steps = 0, val_every = 2, save_every = 2, rank = 4 }}
+
+[[methods]]
+name = "grpo"
+after = "lora"
+params = {{ {reward}, rank = 4 }}
+
+[[metrics]]
+name = "double_rms"
+"""
+    )
+    registry = build_registry(extra_modules=[DOUBLES], autoload=False)
+    suite = load_suite(path, registry)
+    summary = SuiteRunner(suite, registry, results=tmp_path / "results").run()
+    assert summary.counts() == {"ok": 3}, [o.error for o in summary.outcomes]
+    grpo = next(r for r in suite.runs if r.method == "grpo")
+    lora = next(r for r in suite.runs if r.method == "lora")
+    assert grpo.after["run_id"] == lora.run_id and grpo.label().count("grpo after lora") == 1
+    runs = tmp_path / "results" / "neutts-chain" / "runs"
+    log = (runs / grpo.run_id / "run.log").read_text()
+    assert f"starting from the LoRA adapter in {runs / lora.run_id / 'adapter'}" in log
+    assert (runs / grpo.run_id / "adapter" / "adapter_config.json").is_file()
