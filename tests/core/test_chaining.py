@@ -375,3 +375,37 @@ name = "double_rms"
     log = (runs / grpo.run_id / "run.log").read_text()
     assert f"starting from the LoRA adapter in {runs / lora.run_id / 'adapter'}" in log
     assert (runs / grpo.run_id / "adapter" / "adapter_config.json").is_file()
+
+
+def test_ray_runs_the_dependent_once_its_source_finished(tmp_path, manifest, registry):
+    """On a 2-CPU local cluster the source (slow) and the anchor start together; the dependent
+    is submitted only after its source is done, and starts from its weights."""
+    pytest.importorskip("ray")
+    from ttsadapt.executors import RayExecutor
+
+    methods = (
+        ANCHOR
+        + '[[methods]]\nname = "double_nudge"\nparams = { sleep_s = 1.0 }\n'
+        + after("double_nudge")
+    )
+    text = suite_text(manifest, name="chain", methods=methods) + "\n[resources]\nnum_cpus = 1\n"
+    path = tmp_path / "chain.toml"
+    path.write_text(text)
+    suite = load_suite(path, registry)
+    runner = SuiteRunner(suite, registry, results=tmp_path / "results")
+    log = tmp_path / "driver.txt"
+    with open(log, "w") as out:
+        executor = RayExecutor(
+            runner, num_cpus=2, plugins=((), (DOUBLES, __name__)), out=out, refresh_s=0.2
+        )
+        summary = runner.run(executor)
+    assert summary.counts() == {"ok": 3}, [o.error for o in summary.outcomes]
+    dep = next(r for r in suite.runs if r.method == "double_from")
+    source = dep.after["run_id"]
+    shown = log.read_text()
+    assert "[ray] 3 runs: 2 queued, 0 running, 0 done, 0 failed, 1 waiting" in shown
+    assert shown.index(f"[ray] done: {source}") < shown.index(f"[ray] running: {dep.run_id}")
+    runs = tmp_path / "results" / "chain" / "runs"
+    stats = json.loads((runs / dep.run_id / "run.json").read_text())["adapt"]["stats"]
+    trained = float((runs / source / "adapter" / "gain.txt").read_text())
+    assert stats["start_gain"] == pytest.approx(trained)
