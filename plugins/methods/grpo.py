@@ -13,7 +13,9 @@ adds the KL to the starting model, exact over the vocabulary where the backbone 
 Trains a LoRA adapter (``adapter = "lora"``, on the backbone's ``scope``; the reference is the model
 with the adapter switched off) or every parameter but the codec (``adapter = "full"``; the
 reference is a frozen copy). ``init_run`` starts from another run's trained weights (fine-tune,
-then GRPO); the reference is then that starting model. Weights are saved like the supervised
+then GRPO; in a suite a method table's ``after = "lora"`` sets it to the ``lora`` run on the same
+backbone, data recipe and seed, see :mod:`ttsadapt.suite`); the reference is then that starting
+model. Weights are saved like the supervised
 methods' (``adapter/``), so synthesis and ``speak`` use the trained model.
 
 The shared pieces of ``grpo`` and ``dpo`` (params, prompts, optimizer, weights) live here.
@@ -79,7 +81,8 @@ class PreferenceParams(RewardParams):
     init_run: str | None = Field(
         None,
         description="a run folder (or its adapter/ folder), or the id of a run of the same "
-        "suite, whose trained weights to start from",
+        "suite, whose trained weights to start from (in a suite, prefer the method table's "
+        '`after = "lora"`: the runner then passes the source run\'s folder)',
     )
 
 
