@@ -409,3 +409,30 @@ def test_ray_runs_the_dependent_once_its_source_finished(tmp_path, manifest, reg
     stats = json.loads((runs / dep.run_id / "run.json").read_text())["adapt"]["stats"]
     trained = float((runs / source / "adapter" / "gain.txt").read_text())
     assert stats["start_gain"] == pytest.approx(trained)
+
+
+def test_with_synthesis_settings_each_setting_starts_from_the_same_training(tmp_path, manifest):
+    """With a [synthesis] sweep the dependent's settings share one training (trained once, from
+    the source's shared adapter); each setting's run names the source run of its own setting."""
+    registry = build_registry(
+        extra_modules=[DOUBLES, "ttsadapt_test_doubles_synthesis", __name__], autoload=False
+    )
+    methods = ANCHOR + '[[methods]]\nname = "double_nudge"\n' + after("double_nudge")
+    text = suite_text(manifest, name="chain", methods=methods, extra="")
+    text = text.replace('name = "double_tone"', 'name = "double_decode"')
+    path = tmp_path / "chain.toml"
+    path.write_text(text + "\n[synthesis]\ntemperature = [0.5, 1.0]\n")
+    suite = load_suite(path, registry)
+    by_id = {r.run_id: r for r in suite.runs}
+    deps = [r for r in suite.runs if r.method == "double_from"]
+    assert len(deps) == 2 and len({r.train_id for r in deps}) == 1
+    for dep in deps:
+        assert by_id[dep.after["run_id"]].synthesis == dep.synthesis
+    summary = SuiteRunner(suite, registry, results=tmp_path / "results").run()
+    assert summary.counts() == {"ok": 6}, [o.error for o in summary.outcomes]
+    runs = tmp_path / "results" / "chain" / "runs"
+    infos = [json.loads((runs / d.run_id / "run.json").read_text()) for d in deps]
+    assert sorted(i["training"]["reused"] for i in infos) == [False, True]
+    source = next(r for r in suite.runs if r.method == "double_nudge")
+    trained = float((runs / source.run_id / "adapter" / "gain.txt").read_text())
+    assert infos[0]["adapt"]["stats"]["start_gain"] == pytest.approx(trained)
