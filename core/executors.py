@@ -28,6 +28,7 @@ fails a run whose source failed, naming it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -81,7 +82,7 @@ class Chains:
         self._waiting: dict[str, list[Any]] = {}  # source run id -> runs waiting for it
         for run in runs:
             source = (getattr(run, "after", None) or {}).get("run_id")
-            if source in ids:
+            if source is not None and source in ids:
                 self._waiting.setdefault(source, []).append(run)
             else:
                 self.ready.append(run)
@@ -166,16 +167,18 @@ def run_resources(
 
 def _ray_options(res: dict[str, float | None]) -> dict[str, Any]:
     opts: dict[str, Any] = {"num_cpus": res["num_cpus"], "num_gpus": res["num_gpus"]}
-    if res.get("memory_gb"):
-        opts["memory"] = int(float(res["memory_gb"]) * 2**30)
+    memory_gb = res.get("memory_gb")
+    if memory_gb:
+        opts["memory"] = int(float(memory_gb) * 2**30)
     return opts
 
 
 def _check_fits(run: Any, res: dict[str, float | None], nodes: list[dict[str, float]]) -> None:
     """A task no node can hold would wait forever: name the run, its needs and the nodes."""
     need = {"CPU": res["num_cpus"] or 0, "GPU": res["num_gpus"] or 0}
-    if res.get("memory_gb"):
-        need["memory"] = float(res["memory_gb"]) * 2**30
+    memory_gb = res.get("memory_gb")
+    if memory_gb:
+        need["memory"] = float(memory_gb) * 2**30
     if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
         return
     largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
@@ -621,10 +624,8 @@ class RayExecutor(Executor):
                 # first can crash Ray's core worker on the late replies); on a shared cluster
                 # the tasks are cancelled and their workers killed
                 for ref in pending if not self.started_cluster else ():
-                    try:
+                    with contextlib.suppress(Exception):  # best effort on the way out
                         ray.cancel(ref, force=True)
-                    except Exception:  # noqa: BLE001 - best effort on the way out
-                        pass
                 self._print(
                     f"[ray] cancelled {len(pending)} unfinished runs; run the same command "
                     "again to resume"

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .components import Component
+from .components import Component, Method
 from .errors import ConfigError
 from .registry import Registry
 
@@ -267,7 +267,7 @@ def _validation_message(path: Path, prefix: str, exc: ValidationError) -> str:
 
 def _resolve_component(
     registry: Registry, kind: str, spec: ComponentSpec, path: Path, where: str
-) -> list[tuple[type, dict[str, Any], list[str]]]:
+) -> list[tuple[type[Component], dict[str, Any], list[str]]]:
     try:
         cls = registry.get(kind, spec.name)
     except ConfigError as exc:
@@ -613,7 +613,7 @@ def _resolve_chains(
                 f"methods: {', '.join(names)})"
             )
         source_cls = by_entry[entries[0]][0][0]
-        if not source_cls.trains:
+        if issubclass(source_cls, Method) and not source_cls.trains:  # entries are methods
             raise ConfigError(
                 f"{path}: field {where}: method {name!r} does not train, so there are no trained "
                 "weights to start from"
@@ -684,7 +684,7 @@ def _chain_order(path: Path, chains: list[_Chain | None]) -> list[int]:
 
 
 def _resolve_synthesis(
-    path: Path, table: dict[str, Any], bcls: type
+    path: Path, table: dict[str, Any], bcls: type[Component]
 ) -> list[dict[str, Any] | None]:
     """Each setting of the ``[synthesis]`` sweep as backbone ``bcls`` resolves it; ``[None]``
     (the backbone's defaults, run ids as without the table) when the suite has no table."""
