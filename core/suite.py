@@ -236,7 +236,13 @@ def canonical_hash(obj: Any, length: int = 12) -> str:
 def expand_sweep(params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """All combinations of list-valued params (in key order), and the swept keys."""
     keys = sorted(params)
-    swept = [k for k in keys if isinstance(params[k], list)]
+    # a list of one list is one literal list value (`targets = [["q", "k"]]`), not a sweep
+    swept = [
+        k
+        for k in keys
+        if isinstance(params[k], list)
+        and not (len(params[k]) == 1 and isinstance(params[k][0], list))
+    ]
     axes = [params[k] if k in swept else [params[k]] for k in keys]
     if any(len(a) == 0 for a in axes):
         empty = [k for k, a in zip(keys, axes) if len(a) == 0]

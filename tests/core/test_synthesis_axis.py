@@ -67,6 +67,9 @@ def test_quick_suite_run_ids_are_unchanged():
     suite = load_suite(REPO / "benchmarks" / "quick.toml", reg)
     spec = suite.spec
     assert len(suite.runs) == 9
+    # a literal list value (lm_lora's projections = [["query", "key", "value"]]) is not a sweep
+    # axis, so it is not in the run's label
+    assert not any("projections" in r.label() for r in suite.runs)
     for run in suite.runs:
         identity = {
             "suite": spec.name,
@@ -77,6 +80,8 @@ def test_quick_suite_run_ids_are_unchanged():
             "recipe": run.recipe,
             "seed": run.seed,
         }
+        if run.after:  # a chained run (`after = ...`): its source's training is part of it
+            identity["after"] = [run.after["train_id"]]
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
         assert run.run_id == f"{run.backbone}-{run.method}-{digest}"
