@@ -107,12 +107,27 @@ def keep_reference(backbone: Any, force: bool = False) -> bool:
     module = backbone.module
     if _lora_layers(module) and not force:
         return False
+    _detach_weight_norm(module)
     frozen = copy.deepcopy(module)
     frozen.eval()
     for param in frozen.parameters():
         param.requires_grad_(False)
     setattr(backbone, _REFERENCE_ATTR, frozen)
     return True
+
+
+def _detach_weight_norm(module: Any) -> None:
+    """Modules under torch's original ``weight_norm`` keep the weight their last forward computed,
+    with its autograd graph, and such a tensor cannot be deep-copied; recompute it without one (the
+    next forward computes it again from ``weight_g``/``weight_v``, as always)."""
+    import torch
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    with torch.no_grad():
+        for sub in module.modules():
+            for hook in sub._forward_pre_hooks.values():
+                if isinstance(hook, WeightNorm):
+                    setattr(sub, hook.name, hook.compute_weight(sub))
 
 
 def drop_reference(backbone: Any) -> None:

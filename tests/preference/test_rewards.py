@@ -214,3 +214,23 @@ def test_the_real_cer_reward_prefers_the_whole_sentence(tmp_path):
     assert result.gates == [None, None]
     assert result.raw["cer"][0] < 0.2 and result.raw["cer"][1] > 0.3
     assert result.rewards[0] > result.rewards[1] + 0.2
+
+
+def test_reference_copy_of_a_module_with_weight_norm_after_a_forward():
+    """torch's original weight_norm leaves a computed weight with a graph after a forward in grad
+    mode (Kokoro's decoder has dozens); the frozen reference copy is still made, and equal."""
+    import types
+
+    import torch
+
+    from ttsadapt.preference import keep_reference, reference_policy
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.utils.weight_norm(torch.nn.Linear(4, 3)), torch.nn.Tanh())
+    module(torch.randn(2, 4)).sum().backward()  # leaves layer 0's weight with a grad_fn
+    backbone = types.SimpleNamespace(module=module)
+    assert keep_reference(backbone, force=True)
+    x = torch.randn(5, 4)
+    with reference_policy(backbone):
+        ref = backbone.module(x)
+    assert torch.allclose(ref, module(x)) and not ref.requires_grad
