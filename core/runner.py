@@ -64,14 +64,21 @@ from .evaluation import (
 )
 from .executors import Executor, LocalExecutor
 from .provenance import provenance, resolve_device
-from .records import SCHEMA_VERSION, atomic_write_json, atomic_write_jsonl, read_jsonl
+from .records import atomic_write_json, atomic_write_jsonl, read_jsonl
 from .registry import Registry
+from .results import (
+    NOT_APPLICABLE_PREFIX,
+    MetricRecord,
+    RunSummary,
+    ScoreRow,
+    write_score_rows,
+)
 from .store import RunLockedError, RunStore
 from .suite import Run, Suite
 from .types import Clip, EvalItem, ItemScore
 
 OVERWRITE_MODES = ("never", "only-missing", "always")
-NOT_APPLICABLE = "not applicable"
+NOT_APPLICABLE = NOT_APPLICABLE_PREFIX  # an error that begins so: not a failure
 DROPPED_CLIPS_FILE = "dropped_clips.jsonl"
 BACKBONE_REJECTED = "backbone_rejected"
 
@@ -495,8 +502,7 @@ class SuiteRunner:
         logger = self._logger(run, run_dir)
         logger.info("run %s: %s", run.run_id, run.label())
         self.registry.pm.hook.ttsadapt_run_started(run=config)
-        summary: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,
+        summary: dict[str, Any] = {  # written through RunSummary (which adds ``schema``)
             **run.config(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "provenance": provenance(self.device),
@@ -527,7 +533,7 @@ class SuiteRunner:
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             metrics_recorded=[r["metric"] for r in records],
         )
-        self.store.mark_done(run_dir, summary["status"], summary)
+        self.store.mark_done(run_dir, summary["status"], _run_summary(run_dir, summary))
         self.registry.pm.hook.ttsadapt_run_finished(
             run=config, status=summary["status"], records=records
         )
@@ -761,15 +767,13 @@ class SuiteRunner:
         records = []
         for m in metrics:
             name = m["name"]
-            atomic_write_jsonl(
-                run_dir / "scores" / f"{name}.jsonl", _score_rows(scores[name], meta)
-            )
+            write_score_rows(run_dir / "scores" / f"{name}.jsonl", _score_rows(scores[name], meta))
             adapt = summary.get("adapt", {})
-            record = build_record(
+            record = metric_record(
                 run, instances[name], m, scores[name], adapt, summary["provenance"]
             )
-            atomic_write_json(run_dir / "records" / f"{name}.json", record)
-            records.append(record)
+            record.to_disk(run_dir / "records" / f"{name}.json")
+            records.append(record.to_dict())
         return records
 
     def _record_latency(
@@ -791,16 +795,16 @@ class SuiteRunner:
             or (LatencyMetric.outputs[:1])
         )
         meta = {it.id: it for it in synthesis.items}
-        atomic_write_jsonl(run_dir / "scores" / f"{LATENCY}.jsonl", _score_rows(scores, meta))
+        write_score_rows(run_dir / "scores" / f"{LATENCY}.jsonl", _score_rows(scores, meta))
         spec = {
             "params": {"device": self.device, "batch_size": self.suite.spec.evaluation.batch_size}
         }
-        record = build_record(
+        record = metric_record(
             run, metric, spec, scores, summary.get("adapt", {}), summary["provenance"]
         )
-        record["in_mean_rank"] = False  # a cost, not a quality: shown, not ranked with the rest
-        atomic_write_json(run_dir / "records" / f"{LATENCY}.json", record)
-        return record
+        record.in_mean_rank = False  # a cost, not a quality: shown, not ranked with the rest
+        record.to_disk(run_dir / "records" / f"{LATENCY}.json")
+        return record.to_dict()
 
     def _rescore(self, run: Run, run_dir: Path) -> tuple[str, str | None]:
         """Score and record the metrics a finished run lacks, from its saved audio."""
@@ -826,7 +830,7 @@ class SuiteRunner:
         summary["metrics_recorded"] = sorted(
             set(summary.get("metrics_recorded", [])) | {r["metric"] for r in records}
         )
-        self.store.mark_done(run_dir, summary.get("status", "ok"), summary)
+        self.store.mark_done(run_dir, summary.get("status", "ok"), _run_summary(run_dir, summary))
         return "ok", None
 
 
@@ -838,10 +842,22 @@ def build_record(
     adapt: dict[str, Any],
     prov: dict[str, Any],
 ) -> dict[str, Any]:
+    """:func:`metric_record` as the JSON object ``records/<metric>.json`` holds."""
+    return metric_record(run, metric, metric_spec, scores, adapt, prov).to_dict()
+
+
+def metric_record(
+    run: Run,
+    metric: Metric,
+    metric_spec: dict[str, Any],
+    scores: list[ItemScore],
+    adapt: dict[str, Any],
+    prov: dict[str, Any],
+) -> MetricRecord:
     """One record per run × metric: each output's mean with a 95 % bootstrap CI over utterances."""
     from .stats import bootstrap_ci
 
-    outputs = {}
+    outputs: dict[str, Any] = {}
     for out in metric.outputs:
         vals = np.array(
             [s.values[out.name] for s in scores if s.ok and out.name in s.values], dtype=float
@@ -861,42 +877,48 @@ def build_record(
             "range": list(out.range),
             "unit": out.unit,
         }
-    errors = Counter(s.error for s in scores if not s.ok)
-    return {
-        "schema": SCHEMA_VERSION,
-        "suite": run.suite,
-        "suite_version": run.suite_version,
-        "run_id": run.run_id,
-        "backbone": run.backbone,
-        "backbone_version": run.backbone_version,
-        "backbone_params": run.backbone_params,
-        "method": run.method,
-        "method_version": run.method_version,
-        "method_params": run.method_params,
-        "is_anchor": run.is_anchor,
-        "data_recipe": run.data_recipe,
-        "seed": run.seed,
-        # the [synthesis] setting ({}: the backbone's defaults) and the training it evaluates
-        "synthesis_settings": run.synthesis,
-        "train_id": run.train_id or run.run_id,
-        **({"after": run.after} if run.after else {}),  # the run it started from (a chain)
-        "metric": metric.name,
-        "metric_version": metric.version,
-        "metric_params": metric_spec["params"],
-        # packages and weight-file hashes of the metric's models (also in its score cache key)
-        "metric_provenance": metric.model_provenance(),
-        "headline": metric.headline().name,
-        "outputs": outputs,
-        "n_items": len(scores),
-        "n_errors": sum(n for e, n in errors.items() if not e.startswith(NOT_APPLICABLE)),
-        "n_not_applicable": sum(n for e, n in errors.items() if e.startswith(NOT_APPLICABLE)),
-        "errors": dict(errors),
-        "trainable_params": adapt.get("trainable_params"),
-        "total_params": adapt.get("total_params"),
-        "adapter_bytes": adapt.get("adapter_bytes", 0),
-        "status": "ok",
-        "provenance": prov,
-    }
+    errors = Counter(s.error or "" for s in scores if not s.ok)
+    return MetricRecord.from_dict(
+        {
+            "suite": run.suite,
+            "suite_version": run.suite_version,
+            "run_id": run.run_id,
+            "backbone": run.backbone,
+            "backbone_version": run.backbone_version,
+            "backbone_params": run.backbone_params,
+            "method": run.method,
+            "method_version": run.method_version,
+            "method_params": run.method_params,
+            "is_anchor": run.is_anchor,
+            "data_recipe": run.data_recipe,
+            "seed": run.seed,
+            # the [synthesis] setting ({}: the backbone's defaults) and the training it evaluates
+            "synthesis_settings": run.synthesis,
+            "train_id": run.train_id or run.run_id,
+            **({"after": run.after} if run.after else {}),  # the run it started from (a chain)
+            "metric": metric.name,
+            "metric_version": metric.version,
+            "metric_params": metric_spec["params"],
+            # packages and weight-file hashes of the metric's models (also in its score cache key)
+            "metric_provenance": metric.model_provenance(),
+            "headline": metric.headline().name,
+            "outputs": outputs,
+            "n_items": len(scores),
+            "n_errors": sum(n for e, n in errors.items() if not e.startswith(NOT_APPLICABLE)),
+            "n_not_applicable": sum(n for e, n in errors.items() if e.startswith(NOT_APPLICABLE)),
+            "errors": dict(errors),
+            "trainable_params": adapt.get("trainable_params"),
+            "total_params": adapt.get("total_params"),
+            "adapter_bytes": adapt.get("adapter_bytes", 0),
+            "status": "ok",
+            "provenance": prov,
+        }
+    )
+
+
+def _run_summary(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``run.json`` as :class:`RunSummary` writes it (its ``schema`` added, its fields checked)."""
+    return RunSummary.from_dict(summary, source=run_dir / "run.json").to_dict()
 
 
 def _adapt_summary(result: AdaptResult) -> dict[str, Any]:
@@ -930,20 +952,18 @@ def _dropped_row(
     }
 
 
-def _score_rows(scores: list[ItemScore], meta: dict[str, EvalItem]) -> Iterator[dict[str, Any]]:
+def _score_rows(scores: list[ItemScore], meta: dict[str, EvalItem]) -> Iterator[ScoreRow]:
     """The ``scores/<metric>.jsonl`` rows: item, speaker, language, values, error (and extra)."""
     for s in scores:
         item = meta.get(s.id)
-        row = {
-            "item": s.id,
-            "speaker": item.speaker if item is not None else None,
-            "language": item.language if item is not None else None,
-            "values": s.values,
-            "error": s.error,
-        }
-        if s.extra:
-            row["extra"] = s.extra
-        yield row
+        yield ScoreRow(
+            item=s.id,
+            speaker=item.speaker if item is not None else None,
+            language=item.language if item is not None else None,
+            values=s.values,
+            error=s.error,
+            **({"extra": s.extra} if s.extra else {}),
+        )
 
 
 @contextmanager
