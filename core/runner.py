@@ -350,7 +350,8 @@ class SuiteRunner:
         by_id = {c.id: c for c in outside}
         for q in bad:
             logger.warning("dropped %s (%s clip): %s", q.id, split, q.reason)
-            row = _dropped_row("check", manifest, by_id[q.id], q.code, q.reason)
+            clip = by_id[q.id] if q.id is not None else None  # every checked clip has an id
+            row = _dropped_row("check", manifest, clip, q.code, q.reason)
             row["line"] = q.line or row["line"]
             rows.append(row)
         bad_ids = {q.id for q in bad}
@@ -466,7 +467,7 @@ class SuiteRunner:
                 scores = self._score(synthesis.items, synthesis.rows, run.metrics)
                 records = self._record(run, run_dir, synthesis.items, scores, summary, run.metrics)
                 records.append(self._record_latency(run, run_dir, synthesis, summary))
-        except Exception as exc:  # a failing run is recorded, the suite goes on
+        except Exception as exc:  # noqa: BLE001 - a failure fails the run (recorded); suite goes on
             status, error = self._record_failure(run_dir, exc, logger)
         timings["total_s"] = time.perf_counter() - t_start
         summary.update(status=status, error=error, timings=timings)
@@ -782,18 +783,21 @@ class SuiteRunner:
         """The ``latency`` record and its per-utterance rows, from the synthesis timings."""
         from .latency import LATENCY, LatencyMetric, latency_values
 
-        metric = LatencyMetric()
         scores = []
         for row in synthesis.rows:
             values = {} if row.get("error") else latency_values(row)
             error = row.get("error") or (None if values else "not measured")
             scores.append(ItemScore(row["item"], values if error is None else {}, error=error))
         measured = {k for sc in scores for k in sc.values}
-        # an output nothing measured (peak_gpu_mb on CPU) is left out, not shown empty
-        metric.outputs = (
-            tuple(o for o in LatencyMetric.outputs if o.name in measured)
-            or (LatencyMetric.outputs[:1])
+        # an output nothing measured (peak_gpu_mb on CPU) is left out, not shown empty: the
+        # record is built from the latency metric narrowed to the measured outputs
+        measured_outputs = tuple(o for o in LatencyMetric.outputs if o.name in measured)
+        narrowed = type(
+            LatencyMetric.__name__,
+            (LatencyMetric,),
+            {"outputs": measured_outputs or LatencyMetric.outputs[:1]},
         )
+        metric = narrowed()
         meta = {it.id: it for it in synthesis.items}
         write_score_rows(run_dir / "scores" / f"{LATENCY}.jsonl", _score_rows(scores, meta))
         spec = {
@@ -825,7 +829,7 @@ class SuiteRunner:
                 items.append(eval_item(clip, eval_set.prompts, audio, sr))
             scores = self._score(items, synth_rows, missing)
             records = self._record(run, run_dir, items, scores, summary, missing)
-        except Exception as exc:  # a failed rescoring is reported, the suite goes on
+        except Exception as exc:  # noqa: BLE001 - a failed rescoring is reported, suite goes on
             return "failed", f"rescoring failed: {type(exc).__name__}: {exc}"
         summary["metrics_recorded"] = sorted(
             set(summary.get("metrics_recorded", [])) | {r["metric"] for r in records}
