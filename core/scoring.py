@@ -34,6 +34,7 @@ from .audio import load_audio
 from .components import Metric
 from .errors import ConfigError, DataError, ItemError
 from .records import atomic_write_jsonl
+from .results import ManifestScoreRow
 from .types import EvalItem, ItemScore
 
 CACHE_FILE = "scores.sqlite"
@@ -379,7 +380,13 @@ def score_manifest(
     finally:
         for scorer in scorers.values():
             scorer.close()
-    atomic_write_jsonl(Path(out), out_rows)
+    atomic_write_jsonl(
+        Path(out),
+        (
+            ManifestScoreRow.from_dict(r, source=f"{out}: item {r['id']}").to_dict()
+            for r in out_rows
+        ),
+    )
     return summarize(out_rows, metrics)
 
 

@@ -4,7 +4,9 @@
 * :class:`MetricRecord`: ``runs/<run_id>/records/<metric>.json`` (one run x metric: identity,
   outputs with intervals, the headline output, counts, sizes, anchor flag);
 * :class:`ScoreRow`: a line of ``runs/<run_id>/scores/<metric>.jsonl`` (one item's values, its
-  error, whether the metric was not applicable).
+  error, whether the metric was not applicable);
+* :class:`ManifestScoreRow`: a line of ``ttsadapt score``'s output (one manifest item, every
+  metric's values and errors).
 
 Each carries ``schema_version`` (written as ``schema``) and has ``from_disk``/``to_disk``
 (``from_dict``/``to_dict`` for objects parsed or written elsewhere). Folders written before these
@@ -18,6 +20,7 @@ from .record import MetricRecord, OutputSummary
 from .run import RunSummary
 from .scores import (
     NOT_APPLICABLE_PREFIX,
+    ManifestScoreRow,
     ScoreRow,
     is_not_applicable,
     read_score_rows,
@@ -28,6 +31,7 @@ __all__ = [
     "NOT_APPLICABLE_PREFIX",
     "SCHEMA_VERSION",
     "DiskModel",
+    "ManifestScoreRow",
     "MetricRecord",
     "OutputSummary",
     "ResultsError",

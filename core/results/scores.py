@@ -7,6 +7,9 @@ this item, e.g. PESQ without a real recording: not a failure) and, from some met
 error's ``not applicable`` prefix says it, and :func:`is_not_applicable` reads both. They carry no
 version either; a later version writes ``schema`` in each row.
 
+:class:`ManifestScoreRow` is a line of ``ttsadapt score``'s output: one manifest item under every
+metric scored (``values`` and ``errors`` keyed by metric).
+
 The leaderboard reads score files with its own array reader (hundreds of thousands of rows); it
 uses :func:`is_not_applicable` for the same rule.
 """
@@ -26,6 +29,7 @@ from .record import OptionalText, Text
 
 __all__ = [
     "NOT_APPLICABLE_PREFIX",
+    "ManifestScoreRow",
     "ScoreRow",
     "is_not_applicable",
     "read_score_rows",
@@ -67,6 +71,33 @@ class ScoreRow(DiskModel):
     @property
     def ok(self) -> bool:
         return not self.error
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.schema_version != SCHEMA_VERSION:
+            data["schema"] = self.schema_version
+        return data
+
+
+class ManifestScoreRow(DiskModel):
+    """One line of ``ttsadapt score --out``: a manifest item scored by several metrics.
+
+    ``id``; ``audio``, ``speaker`` and ``language`` as the manifest gives them (kept as written);
+    ``values`` {metric: {output: number}} for the metrics that scored it; ``errors`` {metric:
+    reason} for those that did not (``not applicable: …`` when the metric cannot score it);
+    ``extra`` {metric: {...}} (e.g. an ASR metric's transcript). Like :class:`ScoreRow`, version 1
+    rows carry no version."""
+
+    kind = "score output row"
+    version_key = False
+
+    id: Text
+    audio: Any = None
+    speaker: Any = ""
+    language: Any = ""
+    values: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
