@@ -12,22 +12,35 @@ Version 1 files carry their version under ``schema`` (records, run summaries) or
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TTSAdaptError
-from ..records import atomic_write_json
+from ..records import atomic_write_json, atomic_write_jsonl, read_jsonl
 
 try:  # a declared dependency; the standard library gives the same results, only slower
     import orjson as _orjson
 except ImportError:  # pragma: no cover
     _orjson = None  # type: ignore[assignment]  # the module, or None when missing
 
-__all__ = ["SCHEMA_VERSION", "DiskModel", "ResultsError", "describe_validation_error"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DiskModel",
+    "Number",
+    "ResultsError",
+    "describe_validation_error",
+    "read_rows",
+    "write_rows",
+]
 
 SCHEMA_VERSION = 1
+
+#: a number kept as written: an integer stays an integer, a float a float (``float`` alone would
+#: write ``3`` back as ``3.0``)
+Number = int | float
 
 
 class ResultsError(TTSAdaptError):
@@ -57,7 +70,8 @@ class DiskModel(BaseModel):
 
     #: what the file is, for messages ("metric record", "run summary", ...)
     kind: ClassVar[str] = "results file"
-    #: whether the version is written (``schema``) even when the file read had none
+    #: whether the version is written (``schema``) even when the file read had none; rows of
+    #: JSON Lines files (version 1 rows carry none) write it only from a later version on
     version_key: ClassVar[bool] = True
 
     schema_version: int = Field(
@@ -105,10 +119,29 @@ class DiskModel(BaseModel):
         are left out, so a file read and written again is unchanged) under their on-disk names,
         and its schema version."""
         data = self.model_dump(by_alias=True, exclude_unset=True)
-        if self.version_key:
+        if self.version_key or self.schema_version != SCHEMA_VERSION:
             data["schema"] = self.schema_version
         return data
 
     def to_disk(self, path: Path | str) -> None:
         """Write atomically as the runner writes (sorted keys, two-space indent)."""
         atomic_write_json(Path(path), self.to_dict())
+
+
+M = TypeVar("M", bound=DiskModel)
+
+
+def read_rows(model: type[M], path: Path | str) -> list[M]:
+    """The rows of the JSON Lines file ``path`` as ``model`` (a torn last line, from a killed
+    writer, is ignored); a :class:`ResultsError` names the file and line of a row that is not
+    one."""
+    try:
+        raw = read_jsonl(Path(path))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read {model.kind}s ({exc})") from None
+    return [model.from_dict(row, source=f"{path}:{n}") for n, row in enumerate(raw, start=1)]
+
+
+def write_rows(path: Path | str, rows: Iterable[DiskModel]) -> None:
+    """Write ``rows`` as JSON Lines, atomically (sorted keys, as the runner writes them)."""
+    atomic_write_jsonl(Path(path), (row.to_dict() for row in rows))

@@ -16,15 +16,13 @@ uses :func:`is_not_applicable` for the same rule.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from ..records import atomic_write_jsonl, read_jsonl
-from .base import SCHEMA_VERSION, DiskModel, ResultsError
+from .base import DiskModel, read_rows, write_rows
 from .record import OptionalText, Text
 
 __all__ = [
@@ -72,12 +70,6 @@ class ScoreRow(DiskModel):
     def ok(self) -> bool:
         return not self.error
 
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if self.schema_version != SCHEMA_VERSION:
-            data["schema"] = self.schema_version
-        return data
-
 
 class ManifestScoreRow(DiskModel):
     """One line of ``ttsadapt score --out``: a manifest item scored by several metrics.
@@ -99,23 +91,13 @@ class ManifestScoreRow(DiskModel):
     errors: dict[str, str] = Field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        if self.schema_version != SCHEMA_VERSION:
-            data["schema"] = self.schema_version
-        return data
-
 
 def read_score_rows(path: Path | str) -> list[ScoreRow]:
     """The rows of a score file (a torn last line, from a killed writer, is ignored); a
     :class:`ResultsError` names the file and line of a row that is not a score row."""
-    try:
-        raw = read_jsonl(Path(path))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path}: cannot read score rows ({exc})") from None
-    return [ScoreRow.from_dict(row, source=f"{path}:{n}") for n, row in enumerate(raw, start=1)]
+    return read_rows(ScoreRow, path)
 
 
 def write_score_rows(path: Path | str, rows: Iterable[ScoreRow]) -> None:
     """Write ``rows`` as JSON Lines, atomically (sorted keys, as the runner writes them)."""
-    atomic_write_jsonl(Path(path), (row.to_dict() for row in rows))
+    write_rows(path, rows)
