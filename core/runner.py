@@ -68,9 +68,13 @@ from .records import atomic_write_json, atomic_write_jsonl, read_jsonl
 from .registry import Registry
 from .results import (
     NOT_APPLICABLE_PREFIX,
+    CheckpointIndex,
+    CurveRow,
     MetricRecord,
     RunSummary,
     ScoreRow,
+    SynthesisRow,
+    write_rows,
     write_score_rows,
 )
 from .store import RunLockedError, RunStore
@@ -694,16 +698,18 @@ class SuiteRunner:
         self, run_dir: Path, backbone: Backbone, method: Method, result: AdaptResult, logger
     ) -> None:
         if result.checkpoints or result.selected:
-            atomic_write_json(
-                run_dir / "checkpoints.json",
+            index = run_dir / "checkpoints.json"
+            CheckpointIndex.from_dict(
                 {
                     "checkpoints": [c.__dict__ for c in result.checkpoints],
                     "selected": result.selected,
                     "dev_metric": self.suite.spec.evaluation.dev_metric,
                 },
-            )
-        if result.curves and not (run_dir / "curves.jsonl").exists():
-            atomic_write_jsonl(run_dir / "curves.jsonl", result.curves)
+                source=index,
+            ).to_disk(index)
+        curves = run_dir / "curves.jsonl"
+        if result.curves and not curves.exists():
+            write_rows(curves, [CurveRow.from_dict(r, source=curves) for r in result.curves])
         if method.trains and not result.adapter_bytes:
             adapter_dir = run_dir / "adapter"
             try:
@@ -728,7 +734,8 @@ class SuiteRunner:
         for item in synthesis.spoken():
             path = run_dir / "audio" / f"{_safe(item.id)}.wav"
             write_audio(path, item.audio, synthesis.sample_rate)
-        atomic_write_jsonl(run_dir / "synthesis.jsonl", synthesis.rows)
+        path = run_dir / "synthesis.jsonl"
+        write_rows(path, [SynthesisRow.from_dict(r, source=path) for r in synthesis.rows])
         return synthesis
 
     # ------------------------------------------------------------------ 4. score

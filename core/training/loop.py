@@ -44,7 +44,8 @@ import torch
 
 from ..components import Backbone, CheckpointInfo, RunContext
 from ..errors import ConfigError, TTSAdaptError
-from ..records import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ..records import read_jsonl
+from ..results import CheckpointIndex, CurveRow, write_rows
 from . import checkpoint as ckpt
 from .config import TrainingParams
 from .errors import TrainingDivergedError
@@ -406,8 +407,9 @@ class Trainer:
     def _row(self, row: dict[str, Any]) -> None:
         self.curves.append(row)
         if self.accelerator.is_main_process:
+            checked = CurveRow.from_dict(row, source=self.curves_path).to_dict()
             with open(self.curves_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
+                fh.write(json.dumps(checked, sort_keys=True) + "\n")
             if self._tracking:  # the numbers of the row, at its step
                 numbers = {
                     k: v
@@ -505,14 +507,15 @@ class Trainer:
     def _write_checkpoint_index(self, selected: dict[str, Any] | None = None) -> None:
         if not self.accelerator.is_main_process:
             return
-        atomic_write_json(
-            Path(self.ctx.run_dir) / "checkpoints.json",
+        index = Path(self.ctx.run_dir) / "checkpoints.json"
+        CheckpointIndex.from_dict(
             {
                 "checkpoints": [c.__dict__ for c in self.checkpoints],
                 "selected": selected or {},
                 "dev_metric": self.ctx.dev_metric,
             },
-        )
+            source=index,
+        ).to_disk(index)
 
     def _resume(self) -> int | None:
         last = ckpt.last_resumable(self.checkpoint_dir)
@@ -535,7 +538,8 @@ class Trainer:
             rows = [r for r in read_jsonl(curves_path) if r.get("step", 0) <= self.step_idx]
             self.accelerator.wait_for_everyone()  # every process read them before they change
             if self.accelerator.is_main_process:
-                atomic_write_jsonl(self.curves_path, rows)
+                path = self.curves_path
+                write_rows(path, [CurveRow.from_dict(r, source=path) for r in rows])
             self.curves = rows
         self.log.info("resumed from checkpoint %s (step %d)", last.path, self.step_idx)
         return self.step_idx
