@@ -64,7 +64,7 @@ from .evaluation import (
 )
 from .executors import Executor, LocalExecutor
 from .provenance import provenance, resolve_device
-from .records import atomic_write_json, atomic_write_jsonl, read_jsonl
+from .records import atomic_write_json, atomic_write_jsonl
 from .registry import Registry
 from .results import (
     NOT_APPLICABLE_PREFIX,
@@ -74,6 +74,7 @@ from .results import (
     RunSummary,
     ScoreRow,
     SynthesisRow,
+    read_rows,
     write_rows,
     write_score_rows,
 )
@@ -820,10 +821,11 @@ class SuiteRunner:
     def _rescore(self, run: Run, run_dir: Path) -> tuple[str, str | None]:
         """Score and record the metrics a finished run lacks, from its saved audio."""
         missing = self._missing_metrics(run)
-        summary = _read_json(run_dir / "run.json")
+        summary = RunSummary.from_disk(run_dir / "run.json").to_dict()
         try:
             eval_set = self.eval_set_for(run)
-            synth_rows = read_jsonl(run_dir / "synthesis.jsonl")
+            synthesis = read_rows(SynthesisRow, run_dir / "synthesis.jsonl")
+            synth_rows = [row.to_dict() for row in synthesis]
             by_id = {c.id: c for c in eval_set.clips}
             items = []
             for row in synth_rows:
@@ -995,9 +997,3 @@ def _safe(item_id: str) -> str:
 
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
