@@ -95,3 +95,43 @@ def test_rows_that_are_not_rows_are_refused_naming_file_line_and_field(tmp_path)
     (tmp_path / "c.json").write_text('{"checkpoints": [], "schema": 9}')
     with pytest.raises(ResultsError, match="checkpoint index of schema 9, newer"):
         CheckpointIndex.from_disk(tmp_path / "c.json")
+
+
+def test_a_fresh_run_folder_reads_and_writes_back_through_the_models(tmp_path):
+    from helpers import DOUBLES, make_corpus, write_suite
+
+    from ttsadapt.registry import build_registry
+    from ttsadapt.results import MetricRecord, RunSummary, ScoreRow
+    from ttsadapt.runner import SuiteRunner
+    from ttsadapt.suite import load_suite
+
+    registry = build_registry(extra_modules=[DOUBLES], autoload=False)
+    suite = load_suite(write_suite(tmp_path, make_corpus(tmp_path / "corpus")), registry)
+    assert SuiteRunner(suite, registry, results=tmp_path / "res").run().counts() == {"ok": 3}
+    files = {
+        "run.json": RunSummary,
+        "records/*.json": MetricRecord,
+        "checkpoints.json": CheckpointIndex,
+        "scores/*.jsonl": ScoreRow,
+        "synthesis.jsonl": SynthesisRow,
+        "curves.jsonl": CurveRow,
+    }
+    seen = dict.fromkeys(files, 0)
+    for pattern, model in files.items():
+        for path in sorted((tmp_path / "res" / "t" / "runs").glob(f"*/{pattern}")):
+            again = tmp_path / f"again{path.suffix}"
+            if path.suffix == ".jsonl":
+                write_rows(again, read_rows(model, path))
+            else:
+                model.from_disk(path).to_disk(again)
+            assert again.read_text() == path.read_text(), path
+            seen[pattern] += 1
+    # three runs, two of them trained (a curve and a checkpoint index each)
+    assert seen == {
+        "run.json": 3,
+        "records/*.json": 6,
+        "checkpoints.json": 2,
+        "scores/*.jsonl": 6,
+        "synthesis.jsonl": 3,
+        "curves.jsonl": 2,
+    }
