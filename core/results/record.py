@@ -1,6 +1,6 @@
 """The metric record: ``runs/<run_id>/records/<metric>.json``, one per run x metric.
 
-What the runner's ``build_record`` writes: the run's identity (suite, backbone, method, their
+What the runner's ``metric_record`` builds: the run's identity (suite, backbone, method, their
 versions and parameters, data recipe, seed, ``[synthesis]`` settings), whether the run is the
 suite's anchor (``is_anchor``), the metric and its version, ``outputs`` (per output: mean, 95 %
 interval, count, direction, range, unit), which output is the ``headline``, item counts (scored,
