@@ -80,7 +80,9 @@ def ttsadapt_run_finished(run: dict[str, Any], status: str, records: list[dict[s
 
     :param run: as for :func:`ttsadapt_run_started`.
     :param status: ``"ok"`` or ``"failed"``.
-    :param records: the metric records written for the run (empty when it failed).
+    :param records: the metric records written for the run (empty when it failed). Each is a
+        dict shaped as :class:`ttsadapt.results.MetricRecord` writes it
+        (``MetricRecord.from_dict(r)`` reads it, typed).
     """
 
 
@@ -108,5 +110,6 @@ def ttsadapt_training_step(run_id: str, step: int, values: dict[str, float]) -> 
     :param step: the optimizer step just taken (1-based).
     :param values: a fresh dict of what ``curves.jsonl`` records for the step: ``train_loss`` and
         the backbone's other ``train_*`` losses, ``lr``, ``grad_norm`` (when clipping) and
-        ``epoch``. Read it; the loop does not look at it again.
+        ``epoch``. Read it; the loop does not look at it again. The fields of
+        :class:`ttsadapt.results.CurveRow` less ``step``.
     """
