@@ -5,7 +5,8 @@ training sentences) and scored with the same reward (:mod:`ttsadapt.rewards`). P
 each prompt's group: the chosen candidate beats the rejected one on the reward by at least
 ``pair_margin`` and is no worse on any term in ``pair_terms`` (default CER and speaker similarity),
 neither is gated, and their durations differ by at most ``pair_max_duration_ratio``. Pairs are
-saved as ``pairs.jsonl`` in the run folder.
+saved as ``pairs.jsonl`` in the run folder. The reward-vs-judge gap on the last batched call's
+candidates is in the adapt stats' ``judge_gap`` (see :mod:`ttsadapt.plugins.methods.grpo`).
 
 Each step takes ``pair_batch`` pairs and minimises
 ``-log sigmoid(beta * scale * ((s_c - s_r) - (ref_c - ref_r)))`` where ``s`` is the backbone's
@@ -33,7 +34,7 @@ from ttsadapt.markers import hookimpl
 from ttsadapt.preference import Rollout, dpo_loss, drop_reference, reference_policy
 from ttsadapt.records import atomic_write_jsonl
 
-from .grpo import PreferenceMethod, PreferenceParams, plain, summarise
+from .grpo import PreferenceMethod, PreferenceParams, judge_gap, plain, summarise
 
 PAIRS_FILE = "pairs.jsonl"
 
@@ -143,7 +144,7 @@ class Dpo(PreferenceMethod):
         call_clips: list[Any] = []
         for start in range(0, len(chosen_clips), p.prompts_per_call):
             part = chosen_clips[start : start + p.prompts_per_call]
-            rolls, result, spent = self.rollouts_and_rewards(
+            rolls, items, result, spent = self.rollouts_and_rewards(
                 backbone, part, reward, seed=ctx.seed * 1_000_003 + start
             )
             for key in timing:
@@ -178,6 +179,7 @@ class Dpo(PreferenceMethod):
                 f"{dict(refused)}); lower pair_margin, raise k or candidate_prompts"
             )
         ctx.logger.info("dpo: %d pairs from %d candidates", len(pairs), len(candidates))
+        gap = judge_gap(reward, self.judge_model(ctx), items, result, "last_call", ctx.logger)
 
         curves = []
         rng = np.random.default_rng(ctx.seed + 1)
@@ -223,6 +225,7 @@ class Dpo(PreferenceMethod):
             score_s=round(timing["score_s"], 3),
             mine_s=round(mined_s, 3),
             reward_metric_calls=dict(reward.calls),
+            judge_gap=gap,
             adapter=p.adapter,
         )
         return AdaptResult(

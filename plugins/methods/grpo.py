@@ -18,6 +18,16 @@ backbone, data recipe and seed, see :mod:`ttsadapt.suite`); the reference is the
 model. Weights are saved like the supervised
 methods' (``adapter/``), so synthesis and ``speak`` use the trained model.
 
+Judges are not rewards: after training, the last step's rollouts (``dpo``: the last batched call's
+candidates) are scored a second time by each reward metric with its default params, as a suite's
+``[[metrics]]`` entry without params judges (``cer``: Whisper ``base``, where the reward's is
+``tiny.en``). The run's adapt stats get a ``judge_gap`` block (:func:`judge_gap`): ``sample``,
+``n_rollouts``, ``judge_s`` and, per reward metric, ``output`` (the metric output the reward maps),
+``reward_params`` / ``judge_params``, ``n`` (rollouts both scored), ``reward_mean``, ``judge_mean``,
+``gap`` (judge - reward) and ``n_judge_errors``; a metric whose reward params are the judge's is
+``same_model: true``, not scored again, with ``judge_mean`` and ``gap`` null. A judge that cannot
+be set up leaves an ``error`` in its entry rather than failing the trained run.
+
 The shared pieces of ``grpo`` and ``dpo`` (params, prompts, optimizer, weights) live here.
 """
 
@@ -46,7 +56,7 @@ from ttsadapt.preference import (
     mean_std,
     require_preference,
 )
-from ttsadapt.rewards import RewardModel, RewardParams, metric_lookup
+from ttsadapt.rewards import QUALITY, RewardModel, RewardParams, RewardResult, metric_lookup
 from ttsadapt.types import Clip, EvalItem, SynthesisRequest
 
 
@@ -304,8 +314,9 @@ class PreferenceMethod(Method):
         clips: list[Clip],
         reward: RewardModel,
         seed: int,
-    ) -> tuple[list[Rollout], Any, dict[str, float]]:
-        """Sample ``k`` rollouts per clip (one call) and score them (one call per metric)."""
+    ) -> tuple[list[Rollout], list[EvalItem], RewardResult, dict[str, float]]:
+        """Sample ``k`` rollouts per clip (one call) and score them (one call per metric); the
+        rollouts, the items the metrics scored, the reward and the timings."""
         t0 = time.perf_counter()
         groups = backbone.sample_groups(
             [self.request(c) for c in clips], self.params.k, self.settings(), seed
@@ -318,7 +329,12 @@ class PreferenceMethod(Method):
         ]
         result = reward.score(items, [r.stopped for r in rollouts], [r.group for r in rollouts])
         t2 = time.perf_counter()
-        return rollouts, result, {"sample_s": t1 - t0, "score_s": t2 - t1}
+        return rollouts, items, result, {"sample_s": t1 - t0, "score_s": t2 - t1}
+
+    def judge_model(self, ctx: RunContext) -> RewardModel:
+        """The reward's terms with every metric at its default params: the judges."""
+        judged = self.params.model_copy(update={"reward_metric_params": {}})
+        return RewardModel(judged, metric_lookup(ctx.hooks))
 
 
 def policy_terms(backbone: Any, rollouts: list[Rollout], with_kl: bool) -> dict[str, Any]:
@@ -383,7 +399,7 @@ class Grpo(PreferenceMethod):
                 clips[order[((step - 1) * p.prompts_per_step + j) % len(clips)]]
                 for j in range(p.prompts_per_step)
             ]
-            rollouts, result, timing = self.rollouts_and_rewards(
+            rollouts, items, result, timing = self.rollouts_and_rewards(
                 backbone, chosen, reward, seed=ctx.seed * 1_000_003 + step
             )
             samples += len(rollouts)
@@ -413,6 +429,7 @@ class Grpo(PreferenceMethod):
             bar.set_postfix({"reward": f"{result.rewards.mean():.3f}"}, refresh=False)
         bar.close()
         train_s = time.perf_counter() - t_start
+        gap = judge_gap(reward, self.judge_model(ctx), items, result, "last_step", ctx.logger)
         drop_reference(backbone)
         backbone.module.eval()
         adapter_bytes = self.save_artifacts(backbone, ctx)
@@ -423,6 +440,7 @@ class Grpo(PreferenceMethod):
             skipped_groups=skipped,
             quality_metric=dict(quality_used),
             reward_metric_calls=dict(reward.calls),
+            judge_gap=gap,
             adapter=p.adapter,
         )
         return AdaptResult(
@@ -478,6 +496,86 @@ class Grpo(PreferenceMethod):
         out = {k: float(np.mean(v)) for k, v in logs.items()}
         out.setdefault("kl", math.nan)
         return out
+
+
+def judge_gap(
+    reward: RewardModel,
+    judge: RewardModel,
+    items: list[EvalItem],
+    result: RewardResult,
+    sample: str,
+    logger: Any = None,
+) -> dict[str, Any]:
+    """Reward-vs-judge gap on ``items`` (scored by ``reward`` into ``result``): each reward metric
+    scores again, as ``judge`` (the same terms, default metric params), the rollouts the reward
+    scored; per metric the means of the mapped output over the rollouts both scored and their
+    difference, judge - reward. A metric whose params are the judge's is ``same_model`` and not
+    scored again. One ``Metric.score`` call per judged metric, through the reward's scorer."""
+    t0 = time.perf_counter()
+    p = reward.params
+    wanted: dict[str, dict[int, float]] = {}  # metric -> rollout index -> the reward's value
+    for term in p.reward_weights:
+        raw = result.raw[term]
+        names = (
+            [p.quality_with_reference, p.quality_without_reference] if term == QUALITY else [term]
+        )
+        for name in names:
+            values = wanted.setdefault(name, {})
+            for i in range(len(items)):
+                if not math.isfinite(raw[i]):
+                    continue  # gated, or the metric failed: no reward value to compare
+                if term == QUALITY and result.quality_metric[i] != name:
+                    continue
+                values[i] = float(raw[i])
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, values in wanted.items():
+        reward_params = reward.metric(name).params.model_dump(mode="json")
+        judge_params = judge.metric(name).params.model_dump(mode="json")
+        entry: dict[str, Any] = {
+            "output": reward.output(name),
+            "reward_params": reward_params,
+            "judge_params": judge_params,
+            "same_model": reward_params == judge_params,
+            "n": len(values),
+            "reward_mean": float(np.mean(list(values.values()))) if values else None,
+            "judge_mean": None,
+            "gap": None,
+            "n_judge_errors": 0,
+        }
+        metrics[name] = entry
+        if entry["same_model"] or not values:
+            continue
+        idx = sorted(values)
+        try:
+            scores = judge._score(name, [items[i] for i in idx])
+        except Exception as exc:  # noqa: BLE001 - a judge that cannot load must not lose the run
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            if logger is not None:
+                logger.warning("judge gap: metric '%s' could not judge (%s)", name, exc)
+            continue
+        paired: list[tuple[float, float]] = []
+        for i, s in zip(idx, scores, strict=True):
+            value = s.values.get(entry["output"]) if s.error is None else None
+            if value is None or not math.isfinite(value):
+                entry["n_judge_errors"] += 1
+                continue
+            paired.append((values[i], float(value)))
+        entry["n"] = len(paired)
+        if paired:
+            reward_mean = float(np.mean([r for r, _ in paired]))
+            judge_mean = float(np.mean([j for _, j in paired]))
+            entry.update(
+                reward_mean=reward_mean, judge_mean=judge_mean, gap=judge_mean - reward_mean
+            )
+        else:
+            entry["reward_mean"] = None
+    return {
+        "sample": sample,
+        "n_rollouts": len(items),
+        "metrics": metrics,
+        "judge_metric_calls": dict(judge.calls),
+        "judge_s": round(time.perf_counter() - t0, 4),
+    }
 
 
 def plain(value: Any) -> Any:
