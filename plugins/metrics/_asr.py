@@ -444,7 +444,7 @@ class FasterWhisperBatch:
             beam_size=self.beam_size,
             max_length=fw.max_length,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            max_initial_timestamp_index=int(round(_MAX_INITIAL_TIMESTAMP_S / fw.time_precision)),
+            max_initial_timestamp_index=round(_MAX_INITIAL_TIMESTAMP_S / fw.time_precision),
             **_GENERATE_OPTIONS,
         )
         out = []
