@@ -208,3 +208,30 @@ def test_lora_training_lowers_the_loss_on_another_voice(tmp_path, monkeypatch):
     with torch.no_grad():
         after = float(loss()["loss"])
     assert after < 0.9 * before, (before, after)
+
+
+def test_prepare_sets_aside_broken_clips_with_their_reason(kokoro, tmp_path):
+    """A missing file, an empty transcript and a too-short clip are left out and named; when no
+    clip is usable, the error says so."""
+    import soundfile as sf
+
+    from ttsadapt.errors import DataError
+
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(1000, np.float32), 24000)
+    bad = [
+        Clip(
+            id="missing",
+            audio=tmp_path / "nope.wav",
+            text="Hello there.",
+            speaker="s",
+            language="en",
+        ),
+        Clip(id="short", audio=short, text="Hello there.", speaker="s", language="en"),
+        Clip(id="empty", audio=short, text="...", speaker="s", language="en"),
+    ]
+    with pytest.raises(DataError, match="none of 3 clips"):
+        kokoro.prepare(bad)
+    reasons = dict(kokoro.last_prepare_errors)
+    assert set(reasons) == {"missing", "short", "empty"}
+    assert "nope.wav" in reasons["missing"] and "shorter than 0.2 s" in reasons["short"]
