@@ -31,7 +31,7 @@ from pydantic import Field
 from ttsadapt.components import AdaptResult, Backbone, RunContext, TrainingData
 from ttsadapt.errors import ConfigError
 from ttsadapt.markers import hookimpl
-from ttsadapt.preference import Rollout, dpo_loss, drop_reference, reference_policy
+from ttsadapt.preference import Rollout, dpo_loss, reference_policy
 from ttsadapt.records import atomic_write_jsonl
 
 from .grpo import PreferenceMethod, PreferenceParams, judge_gap, plain, summarise
@@ -208,9 +208,6 @@ class Dpo(PreferenceMethod):
             bar.update(1)
             bar.set_postfix({"acc": f"{logs['implicit_accuracy']:.2f}"}, refresh=False)
         bar.close()
-        drop_reference(backbone)
-        backbone.module.eval()
-        adapter_bytes = self.save_artifacts(backbone, ctx)
         stats = summarise(curves, ("update_s",))
         reward_mean = float(np.mean(rewards)) if rewards else math.nan
         stats.update(
@@ -228,13 +225,7 @@ class Dpo(PreferenceMethod):
             judge_gap=gap,
             adapter=p.adapter,
         )
-        return AdaptResult(
-            trainable_params=trainable,
-            total_params=total,
-            adapter_bytes=adapter_bytes,
-            curves=curves,
-            stats=plain(stats),
-        )
+        return self.finish(backbone, ctx, (total, trainable), curves, stats)
 
     def _update(
         self, backbone: Any, candidates: list[Rollout], batch: list[Pair], scale: float, seed: int

@@ -220,6 +220,27 @@ class PreferenceMethod(Method):
         optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
+    def finish(
+        self,
+        backbone: Backbone,
+        ctx: RunContext,
+        counts: tuple[int, int],
+        curves: list[dict[str, Any]],
+        stats: dict[str, Any],
+    ) -> AdaptResult:
+        """After training: forget the reference copy, save the weights, hand back the result
+        (``counts`` = the total and trainable parameters while training)."""
+        drop_reference(backbone)
+        backbone.module.eval()
+        total, trainable = counts
+        return AdaptResult(
+            trainable_params=trainable,
+            total_params=total,
+            adapter_bytes=self.save_artifacts(backbone, ctx),
+            curves=curves,
+            stats=plain(stats),
+        )
+
     def save_artifacts(self, backbone: Backbone, ctx: RunContext) -> int:
         """The trained weights in ``adapter/`` as the supervised methods save them."""
         from ttsadapt.training.supervised import SupervisedMethod
@@ -430,9 +451,6 @@ class Grpo(PreferenceMethod):
         bar.close()
         train_s = time.perf_counter() - t_start
         gap = judge_gap(reward, self.judge_model(ctx), items, result, "last_step", ctx.logger)
-        drop_reference(backbone)
-        backbone.module.eval()
-        adapter_bytes = self.save_artifacts(backbone, ctx)
         stats = summarise(curves, ("sample_s", "score_s", "update_s", "step_s"))
         stats.update(
             train_s=round(train_s, 3),
@@ -443,13 +461,7 @@ class Grpo(PreferenceMethod):
             judge_gap=gap,
             adapter=p.adapter,
         )
-        return AdaptResult(
-            trainable_params=trainable,
-            total_params=total,
-            adapter_bytes=adapter_bytes,
-            curves=curves,
-            stats=plain(stats),
-        )
+        return self.finish(backbone, ctx, (total, trainable), curves, stats)
 
     def update(
         self, backbone: Any, rollouts: list[Rollout], adv: Any, params, optimizer, scheduler
