@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import math
-import sqlite3
 import time
 import weakref
 from collections import Counter
@@ -35,6 +34,7 @@ from .components import Metric
 from .errors import ConfigError, DataError, ItemError
 from .records import atomic_write_jsonl
 from .results import ManifestScoreRow
+from .sqlite_wal import connect_wal
 from .types import EvalItem, ItemScore
 
 CACHE_FILE = "scores.sqlite"
@@ -75,15 +75,11 @@ class ScoreCache:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=60.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        self._db = connect_wal(
+            self.path,
             "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, metric TEXT, "
-            "payload TEXT NOT NULL, created REAL)"
+            "payload TEXT NOT NULL, created REAL)",
         )
-        self._db.commit()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

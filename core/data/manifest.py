@@ -76,6 +76,7 @@ import soundfile as sf
 from ..audio import load_audio
 from ..errors import DataError, ItemError
 from ..records import atomic_write_jsonl, atomic_write_text
+from ..sqlite_wal import connect_wal
 from ..types import Clip
 from .acoustics import clipped_fraction
 from .languages import language_tag_problem
@@ -320,16 +321,11 @@ class AudioCheckCache:
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None and not self._failed:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(str(self.path), timeout=60.0)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute(
+                self._db = connect_wal(
+                    self.path,
                     "CREATE TABLE IF NOT EXISTS checks (key TEXT PRIMARY KEY, path TEXT, "
-                    "payload TEXT NOT NULL, created REAL)"
+                    "payload TEXT NOT NULL, created REAL)",
                 )
-                db.commit()
-                self._db = db
             except (OSError, sqlite3.Error) as exc:
                 self._disable(exc)
         return self._db
