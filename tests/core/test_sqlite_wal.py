@@ -8,6 +8,7 @@ way when six processes raced (and CI failed on it once, in the two-process score
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
 
 from ttsadapt.scoring import ScoreCache
 from ttsadapt.types import ItemScore
@@ -22,7 +23,7 @@ def _open_and_write(args: tuple[str, str, object]) -> str | None:
         cache = ScoreCache(path)  # type: ignore[arg-type]
         cache.put_many("m", [(who, ItemScore(who, {"v": 1.0}))])
         cache.close()
-    except Exception as exc:  # the test reports what a worker saw
+    except sqlite3.Error as exc:  # the test reports what a worker saw
         return repr(exc)
     return None
 
