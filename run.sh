@@ -28,11 +28,13 @@ KOKORO="kokoro==0.9.4"  # installed --no-deps: see plugins/backbones/kokoro/_imp
 # what ttsadapt uses: speech engines for the offline corpus, fortune texts for the reading
 # corpus, real recordings for corpus references
 apt_packages=(espeak-ng flite festival festvox-kallpc16k pocketsphinx-testdata codec2-examples fortunes-min fortunes)
-extras="[speaker]"  # the default speaker encoder (the quick suite scores speaker similarity)
+# the default speaker encoder (the quick suite scores speaker similarity); Ray (the quick suite
+# runs as many runs at a time as the machine has cores)
+extras="[speaker,ray]"
 case "$job" in
   test|bench)  # the browser tests' headless chromium; the test-only Python packages ([dev])
     apt_packages+=(chromium sox)
-    extras="[dev,speaker]" ;;
+    extras="[dev,speaker,ray]" ;;
 esac
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -70,15 +72,15 @@ fi
 stamp="$VENV/.ttsadapt-install"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 have="$(cat "$stamp" 2>/dev/null || true)"
-# installed for this pyproject.toml, with the dev extras when this job needs them
-if [ "${have%% *}" != "$want" ] || { [ "$extras" = "[dev,speaker]" ] && [ "$have" != "$want dev" ]; }; then
+# installed for this pyproject.toml with this job's extras (the dev install has every extra)
+if [ "$have" != "$want $extras" ] && [ "$have" != "$want [dev,speaker,ray]" ]; then
   echo "[run.sh] installing ttsadapt${extras} and its dependencies"
   "$VENV/bin/pip" install -q -e ".$extras"
   # voxcpm declares heavy dependencies it does not need for its model classes (gradio, funasr,
   # modelscope, torchaudio...), kokoro its misaki G2P (spaCy + a hub model); install both packages
   # themselves without them (see plugins/backbones/*/_import.py).
   "$VENV/bin/pip" install -q --no-deps "$VOXCPM" "$KOKORO"
-  if [ "$extras" = "[dev,speaker]" ]; then echo "$want dev" > "$stamp"; else echo "$want" > "$stamp"; fi
+  echo "$want $extras" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
 
@@ -86,7 +88,7 @@ case "$job" in
   install)
     echo "[run.sh] installed: $("$VENV/bin/ttsadapt" --version)" ;;
   quick)
-    ttsadapt run benchmarks/quick.toml "$@" ;;
+    ttsadapt run benchmarks/quick.toml --executor ray "$@" ;;
   test)
     ruff check .
     ruff format --check .

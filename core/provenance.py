@@ -100,4 +100,14 @@ def provenance(device: str) -> dict[str, Any]:
         "device": device_description(device),
         "platform": platform.platform(),
         "host": platform.node(),
+        "cpu_threads": _compute_threads(),
     }
+
+
+def _compute_threads() -> int | None:
+    """torch's intra-op thread count now: a run's audio depends on it at float level."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    return int(torch.get_num_threads())

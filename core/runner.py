@@ -451,6 +451,19 @@ class SuiteRunner:
     def _execute(self, run: Run) -> tuple[str, str | None]:
         """One run, stage by stage, each timed in ``run.json``'s ``timings``; a stage that raises
         fails the run, which is recorded as failed."""
+        with _torch_threads(self._threads_per_run()):
+            return self._execute_stages(run)
+
+    def _threads_per_run(self) -> int | None:
+        """The suite's ``[resources] num_cpus`` as torch's thread count (None: leave it). Float
+        sums depend on how work is split across threads, so a run's audio differs at float level
+        between thread counts; pinning it makes every executor give the same numbers."""
+        resources = self.suite.spec.resources
+        if resources is None or resources.num_cpus is None:
+            return None
+        return max(1, int(resources.num_cpus))
+
+    def _execute_stages(self, run: Run) -> tuple[str, str | None]:
         run_dir, config, summary, logger = self._open(run)
         timings: dict[str, float] = {}
         records: list[dict[str, Any]] = []
@@ -977,6 +990,22 @@ def _score_rows(scores: list[ItemScore], meta: dict[str, EvalItem]) -> Iterator[
             error=s.error,
             **({"extra": s.extra} if s.extra else {}),
         )
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads (None: as they are), restoring them after."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager

@@ -95,9 +95,13 @@ class EvaluationSection(_Strict):
 
 class ResourcesSection(_Strict):
     """What each run of the suite asks a cluster for (``--executor ray``), overriding what its
-    backbone and method declare (their ``resources``). Not part of any run's identity."""
+    backbone and method declare (their ``resources``). Not part of any run's identity.
+    ``num_cpus``, when set, is also the number of torch threads every run computes with under
+    any executor (a run's audio depends on it at float level; each record names the count)."""
 
-    num_cpus: float | None = Field(None, ge=0, description="CPUs per run")
+    num_cpus: float | None = Field(
+        None, ge=0, description="CPUs per run; set, also torch's thread count in every run"
+    )
     num_gpus: float | None = Field(None, ge=0, description="GPUs per run (>1: one run, many GPUs)")
     memory_gb: float | None = Field(None, ge=0, description="host memory reserved per run (GB)")
 

@@ -72,7 +72,7 @@ def error_rates(reference: str, hypothesis: str, language: str) -> dict[str, flo
 
 class CER(Metric):
     name = "cer"
-    version = "2"  # 2: deterministic decoding, Whisper's English normaliser, cer capped at 1
+    version = "3"  # 2: deterministic decoding, English normaliser, cap at 1; 3: one BLAS thread
     description = (
         "Character and word error rate of a Whisper transcript against the item's text "
         "(deterministic decoding; Whisper's English normaliser, language-aware otherwise; jiwer "

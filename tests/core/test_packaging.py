@@ -203,7 +203,9 @@ def test_run_sh_installs_test_only_packages_for_test_and_bench_only():
     runtime_apt = re.search(r"^apt_packages=\(([^)]*)\)", text, re.M).group(1).split()
     assert "chromium" not in runtime_apt and "espeak-ng" in runtime_apt
     test_block = re.search(r"^  test\|bench\)(.*?);;", text, re.M | re.S).group(1)
-    assert "chromium" in test_block and 'extras="[dev,speaker]"' in test_block
-    assert 'extras="[speaker]"' in text  # the quick suite scores speaker similarity
+    assert "chromium" in test_block and 'extras="[dev,speaker,ray]"' in test_block
+    # the quick suite scores speaker similarity and runs through Ray, a run per core
+    assert 'extras="[speaker,ray]"' in text
+    assert "ttsadapt run benchmarks/quick.toml --executor ray" in text
     assert 'pip" install -q -e ".$extras"' in text and '".[dev]"' not in text
     assert '--no-deps "$VOXCPM"' in text and 'VOXCPM="voxcpm==2.0.3"' in text

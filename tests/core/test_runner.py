@@ -418,3 +418,22 @@ def test_suite_runs_log_to_tensorboard_and_plugins_see_each_step(tmp_path, monke
     assert [r.run_id for r in suite_off.runs] == [r.run_id for r in suite.runs]
     SuiteRunner(suite_off, registry, results=tmp_path / "res_off", device="cpu").run()
     assert not (tmp_path / "res_off/drops/runs" / lora.run_id / "tensorboard").exists()
+
+
+def test_the_suites_cpus_per_run_pin_torchs_threads_and_the_record_says_so(
+    tmp_path, manifest, registry
+):
+    """A run's audio depends at float level on how many threads computed it; ``[resources]
+    num_cpus`` fixes that count for every run under every executor, and each record names it."""
+    import torch
+
+    before = torch.get_num_threads()
+    path = write_suite(tmp_path, manifest, extra="[resources]\nnum_cpus = 1\n")
+    suite, summary = run_suite(path, registry, tmp_path / "res")
+    assert summary.counts() == {"ok": 3}
+    for run in suite.runs:
+        run_dir = tmp_path / "res" / "t" / "runs" / run.run_id
+        assert json.loads((run_dir / "run.json").read_text())["provenance"]["cpu_threads"] == 1
+        rec = json.loads((run_dir / "records" / "double_rms.json").read_text())
+        assert rec["provenance"]["cpu_threads"] == 1
+    assert torch.get_num_threads() == before  # restored for whatever the process does next
