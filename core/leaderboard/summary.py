@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..components import has_direction
 from ..errors import ConfigError
+from ..latency import LATENCY
 from ..stats import DEFAULT_RESAMPLES, Bootstrapper, holm_adjust, paired_wilcoxon_many, stars
 from .load import LoadedResults
 from .pairing import Pairing, Pooled
@@ -41,7 +42,8 @@ class Summary:
     select: str
     confidence: float
     notes: list[str] = field(default_factory=list)
-    n_comparisons: int = 0  # p-values in the Holm family (every system x metric output vs anchor)
+    n_comparisons: int = 0  # p-values in the metrics' Holm family (system x output vs anchor)
+    n_timing_comparisons: int = 0  # p-values in the latency record's own Holm family
     # metric -> what its records say about the listening test(s) it came from (human metrics only)
     human: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -57,9 +59,10 @@ def summarise(
 
     Intervals resample utterances (item ids) with all their seeds' values (cluster bootstrap);
     the Wilcoxon test runs on one paired difference per utterance (its mean over seeds); p-values
-    are Holm-adjusted over every comparison in the table (all outputs of all metrics of all
-    systems against their anchor; comparisons without a test, NaN, are not counted) and stars come
-    from the adjusted values. With one seed per system these are the ordinary item-level bootstrap
+    are Holm-adjusted over every metric comparison in the table (all outputs of all metrics of all
+    systems against their anchor; comparisons without a test, NaN, are not counted; the latency
+    record's comparisons, timings that differ between runs, are a family of their own) and stars
+    come from the adjusted values. With one seed per system these are the ordinary item-level bootstrap
     and test.
     """
     if select not in SELECT_CHOICES:
@@ -71,7 +74,9 @@ def summarise(
     anchor_of = _anchor_of(systems, notes)
     keys, stats = _pool(loaded, systems, runs, anchor_of)
     table, clusters = _pooled_rows(records, keys, stats)
-    n_comparisons = _add_intervals_and_tests(table, clusters, confidence, n_resamples, seed)
+    n_comparisons, n_timing = _add_intervals_and_tests(
+        table, clusters, confidence, n_resamples, seed
+    )
     table, systems = _rank(table, systems)
     optimised = dict(zip(systems["system"], systems["optimised"]))
     table["optimised"] = [  # the system's training optimised this metric (judges are not rewards)
@@ -97,6 +102,7 @@ def summarise(
         confidence=confidence,
         notes=notes,
         n_comparisons=n_comparisons,
+        n_timing_comparisons=n_timing,
         human=human,
     )
 
@@ -216,24 +222,31 @@ def _pooled_rows(
 
 def _add_intervals_and_tests(
     table: pd.DataFrame, clusters: _Clusters, confidence: float, n_resamples: int, seed: int
-) -> int:
+) -> tuple[int, int]:
     """Bootstrap intervals, Wilcoxon p-values (raw and Holm) and stars into ``table``; returns
-    the size of the Holm family (comparisons that could be tested)."""
+    the sizes of the two Holm families (the metrics' comparisons that could be tested, and the
+    latency record's)."""
     boot = Bootstrapper(confidence=confidence, n_resamples=n_resamples, seed=seed)
     ci_low, ci_high = boot.ci_clusters(clusters.values)  # items resampled with all their seeds
     d_low, d_high = boot.ci_clusters(clusters.diffs)
     p_raw = paired_wilcoxon_many(clusters.item_diffs)  # on per-item means over seeds
-    p_holm = holm_adjust(p_raw)  # one family: every comparison of this leaderboard
-    n_comparisons = int(np.isfinite(p_raw).sum())
+    # two families: the metrics' comparisons, and the latency record's. Timings differ from run to
+    # run, so in one family they would move the metrics' adjusted p-values (and stars) with them.
+    timing = (table["metric"] == LATENCY).to_numpy()
+    p_holm = np.full(len(table), np.nan)
+    family_size = np.zeros(len(table), dtype=int)
+    for members in (~timing, timing):
+        p_holm[members] = holm_adjust(p_raw[members])
+        family_size[members] = int(np.isfinite(p_raw[members]).sum())
     table["ci_low"], table["ci_high"] = ci_low, ci_high
     table["delta_ci_low"], table["delta_ci_high"] = d_low, d_high
     table["p_value_raw"] = p_raw
     table["p_value_holm"] = p_holm
-    table["holm_family_size"] = pd.Series(np.full(len(table), n_comparisons), dtype="Int64").where(
+    table["holm_family_size"] = pd.Series(family_size, dtype="Int64").where(
         np.isfinite(p_raw), pd.NA
     )
     table["stars"] = [stars(p) for p in p_holm]
-    return n_comparisons
+    return int(np.isfinite(p_raw[~timing]).sum()), int(np.isfinite(p_raw[timing]).sum())
 
 
 def _rank(table: pd.DataFrame, systems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

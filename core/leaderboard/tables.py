@@ -214,6 +214,12 @@ def legend_lines(summary: Summary) -> list[str]:
         if summary.n_comparisons
         else "over the comparisons of this leaderboard (none could be tested here)"
     )
+    timing = (
+        f" The {summary.n_timing_comparisons} latency comparisons are adjusted as a family of "
+        "their own: timings differ from run to run and must not move the metrics' p-values."
+        if summary.n_timing_comparisons
+        else ""
+    )
     return (
         [
             f"Means over all utterances and seeds with {pct} % bootstrap intervals (BCa); the "
@@ -223,8 +229,8 @@ def legend_lines(summary: Summary) -> list[str]:
             "seeds).",
             "Stars: two-sided Wilcoxon signed-rank test on the per-utterance mean differences (over "
             f"seeds), Holm-adjusted for multiple comparisons {family} (every system × metric "
-            "output against its anchor, one family): *** p < 0.001, ** p < 0.01, * p < 0.05 "
-            "(adjusted). "
+            "output against its anchor): *** p < 0.001, ** p < 0.01, * p < 0.05 "
+            f"(adjusted).{timing} "
             "Raw and adjusted p-values are in leaderboard.csv (p_value_raw, p_value_holm).",
             "↑ higher is better, ↓ lower is better; # is the rank among all systems (1 = best).",
             f"Val loss: validation loss of the checkpoint selected by {summary.select}, mean over seeds.",

@@ -9,6 +9,11 @@ records, per-item scores, run summaries, configs, checkpoint indexes, curves and
 The Markdown must be identical; the CSV is compared value for value: every text cell equal, every
 number equal within a relative tolerance of 1e-9 (a different summation order may move the last
 bits of a float, nothing more).
+
+One deliberate change since: the latency record's comparisons became a Holm family of their own
+(timings differ from run to run and moved the metrics' adjusted p-values). The expected files were
+rebuilt then; against d432f93's they differ only in ``p_value_holm`` (7 cells), ``holm_family_size``
+and the legend's sentence about the family — no star changed.
 """
 
 from __future__ import annotations

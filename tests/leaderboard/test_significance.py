@@ -290,6 +290,48 @@ def test_raw_significance_that_does_not_survive_holm_gets_no_star(many_compariso
     assert _md_delta_cell(md, "strong", "m1").endswith("***")
 
 
+def test_timings_are_a_holm_family_of_their_own(tmp_path):
+    """The latency record's timings differ each time a suite runs; when they changed from "no
+    difference" to "every system ten times slower", the metrics' adjusted p-values (and stars)
+    moved with them while they shared one family. Now they do not."""
+    rng = np.random.default_rng(5)
+    n = 20
+    items = _items(n)
+    anchor = {m: rng.normal(0.0, 1.0, n) for m in ("m0", "m1")}
+    noise = {(s, m): rng.normal(0, 1.0, n) for s in ("weak", "strong") for m in ("m0", "m1")}
+    timing = {s: rng.uniform(0.2, 0.4, n) for s in ("zero_shot", "weak", "strong")}
+
+    def build(folder: str, slowdown: float) -> pd.DataFrame:
+        runs = [
+            ScoredRun(
+                "zero_shot",
+                0,
+                {
+                    **{m: {"head": _as_scores(items, anchor[m])} for m in anchor},
+                    "latency": {"rtf": _as_scores(items, timing["zero_shot"])},
+                },
+            )
+        ]
+        for name, effect in (("weak", 0.6), ("strong", 3.0)):
+            scores = {
+                m: {"head": _as_scores(items, anchor[m] + effect + noise[name, m])} for m in anchor
+            }
+            scores["latency"] = {"rtf": _as_scores(items, timing[name] * slowdown)}
+            runs.append(ScoredRun(name, 0, scores))
+        csv, _, _ = _build(tmp_path / folder, runs)
+        return csv[csv["scope"] == "pooled"].reset_index(drop=True)
+
+    same, slower = build("same", 1.0), build("slower", 10.0)
+    is_timing = same["metric"] == "latency"
+    assert slower.loc[is_timing, "p_value_raw"].max() < same.loc[is_timing, "p_value_raw"].min()
+    np.testing.assert_allclose(
+        same.loc[~is_timing, "p_value_holm"], slower.loc[~is_timing, "p_value_holm"], rtol=1e-12
+    )
+    tested = same[same["p_value_raw"].notna()]
+    assert (tested.loc[tested["metric"] == "latency", "holm_family_size"] == 2).all()
+    assert (tested.loc[tested["metric"] != "latency", "holm_family_size"] == 4).all()
+
+
 def test_legend_says_stars_are_holm_adjusted(many_comparisons):
     for page in (many_comparisons["md"], many_comparisons["html"]):
         assert "Holm-adjusted" in page and "14 comparisons" in page
