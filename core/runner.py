@@ -80,6 +80,7 @@ from .results import (
 )
 from .store import RunLockedError, RunStore
 from .suite import Run, Suite
+from .threads import torch_threads
 from .types import Clip, EvalItem, ItemScore
 
 OVERWRITE_MODES = ("never", "only-missing", "always")
@@ -451,7 +452,7 @@ class SuiteRunner:
     def _execute(self, run: Run) -> tuple[str, str | None]:
         """One run, stage by stage, each timed in ``run.json``'s ``timings``; a stage that raises
         fails the run, which is recorded as failed."""
-        with _torch_threads(self._threads_per_run()):
+        with torch_threads(self._threads_per_run()):
             return self._execute_stages(run)
 
     def _threads_per_run(self) -> int | None:
@@ -990,22 +991,6 @@ def _score_rows(scores: list[ItemScore], meta: dict[str, EvalItem]) -> Iterator[
             error=s.error,
             **({"extra": s.extra} if s.extra else {}),
         )
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``n`` torch intra-op threads (None: as they are), restoring them after."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextmanager

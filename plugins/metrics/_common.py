@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -39,19 +38,11 @@ def ort_options(threads: int | None = None):
     return opts
 
 
-@contextlib.contextmanager
-def torch_thread_limit(n: int) -> Iterator[None]:
+def torch_thread_limit(n: int) -> contextlib.AbstractContextManager[None]:
     """Run a block with at most ``n`` torch intra-op threads, restoring the setting afterwards.
 
     For small recurrent models (resemblyzer's 3x256 LSTM) a second thread adds a barrier per time
     step; on a shared machine the waiting thread spins, which cost 6x the CPU time of one thread."""
-    import torch
+    from ttsadapt.threads import torch_threads
 
-    before = torch.get_num_threads()
-    if before > n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    return torch_threads(n, at_most=True)
